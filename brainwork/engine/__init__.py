@@ -1,0 +1,1 @@
+"""The generation engine: caches, runners and the generation loop."""

@@ -1,0 +1,78 @@
+"""Rotary position embeddings (rotate-half layout) with default, linear, llama3 and YaRN scaling."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from brainwork.models.config import RopeConfig
+
+
+def inv_frequencies(cfg: RopeConfig, dim: int) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies `(dim // 2,)` in float32, and the factor applied to cos/sin."""
+    inv = 1.0 / (cfg.theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    if cfg.type == "linear":
+        return inv / cfg.factor, 1.0
+    if cfg.type == "llama3":
+        return _llama3(inv, cfg), 1.0
+    if cfg.type == "yarn":
+        return _yarn(cfg, dim)
+    return inv, 1.0
+
+
+def _llama3(inv: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
+    old_len = cfg.original_max_position or 8192
+    low_wavelen = old_len / cfg.low_freq_factor
+    high_wavelen = old_len / cfg.high_freq_factor
+    wavelen = 2 * math.pi / inv
+    scaled = torch.where(wavelen > low_wavelen, inv / cfg.factor, inv)
+    smooth = (old_len / wavelen - cfg.low_freq_factor) / (cfg.high_freq_factor - cfg.low_freq_factor)
+    smoothed = (1 - smooth) * scaled / cfg.factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, scaled)
+
+
+def _yarn(cfg: RopeConfig, dim: int) -> tuple[torch.Tensor, float]:
+    base, factor = cfg.theta, cfg.factor
+    old_len = cfg.original_max_position or 4096
+    mscale = cfg.attention_factor if cfg.attention_factor is not None else (
+        0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0
+    )
+
+    def correction_dim(rotations: float) -> float:
+        return (dim * math.log(old_len / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low = max(math.floor(correction_dim(cfg.beta_fast)), 0)
+    high = min(math.ceil(correction_dim(cfg.beta_slow)), dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    pos_freqs = base ** (torch.arange(0, dim, 2).float() / dim)
+    extra, inter = 1.0 / pos_freqs, 1.0 / (factor * pos_freqs)
+    extrapolation = 1 - ramp
+    return inter * (1 - extrapolation) + extra * extrapolation, mscale
+
+
+class RotaryEmbedding(nn.Module):
+    """Applies RoPE to q `(N, Hq, D)` and k `(N, Hkv, D)` at integer `positions` `(N,)`."""
+
+    def __init__(self, cfg: RopeConfig, head_dim: int) -> None:
+        super().__init__()
+        inv, self.mscale = inv_frequencies(cfg, head_dim)
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def forward(
+        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions.float()[:, None] * self.inv_freq[None, :]  # (N, D/2)
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # (N, 1, D)
+        cos = (emb.cos() * self.mscale).to(q.dtype)
+        sin = (emb.sin() * self.mscale).to(q.dtype)
+        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

@@ -1,0 +1,80 @@
+"""Build a decoder model and its tokenizer from a resolved model: meta device, then assign once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from brainwork.errors import ModelFormatError
+from brainwork.loader.gguf import GGUFFile
+from brainwork.loader.safetensors import iter_safetensors
+from brainwork.models.base import materialize_buffers
+from brainwork.models.config import ModelConfig
+from brainwork.models.registry import decoder_class
+from brainwork.store import ResolvedModel
+from brainwork.tokenizer.tokenizer import Tokenizer
+
+
+@dataclass
+class LoadedDecoder:
+    model: nn.Module
+    config: ModelConfig
+    tokenizer: Tokenizer
+    quantization: str  # what the file held, e.g. "Q4_1" or "bf16"
+
+
+def load_decoder(resolved: ResolvedModel, dtype: torch.dtype = torch.float32, progress: bool = True) -> LoadedDecoder:
+    if resolved.format == "gguf":
+        return _load_gguf(resolved, dtype, progress)
+    return _load_hf(resolved, dtype, progress)
+
+
+def _build(config: ModelConfig) -> nn.Module:
+    cls = decoder_class(config.architecture)
+    with torch.device("meta"):
+        model = cls(config)
+    return model
+
+
+def _finish(model: nn.Module) -> nn.Module:
+    materialize_buffers(model)
+    return model.eval()
+
+
+def _load_gguf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> LoadedDecoder:
+    f = GGUFFile(resolved.path)
+    config = ModelConfig.from_gguf(f.metadata, {t.name for t in f.tensors})
+    model = _build(config)
+    stream = tqdm(f.iter_tensors(dtype), total=len(f.tensors), desc=f"loading {resolved.name}", unit="tensor", disable=not progress)
+    try:
+        model.load_weights(stream)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{resolved.path}: {exc}") from exc
+    types = f.tensor_types
+    main = max((t for t in types if t not in ("F32",)), key=lambda t: types[t], default="F32")
+    return LoadedDecoder(_finish(model), config, Tokenizer.from_gguf(f.metadata), main)
+
+
+def _load_hf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> LoadedDecoder:
+    folder = resolved.path
+    raw = json.loads((folder / "config.json").read_text())
+    config = ModelConfig.from_hf(raw)
+    model = _build(config)
+    stream = tqdm(iter_safetensors(folder), desc=f"loading {resolved.name}", unit="tensor", disable=not progress)
+    try:
+        model.load_weights(stream, dtype=dtype)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{folder}: {exc}") from exc
+    if not (folder / "tokenizer.json").is_file():
+        raise ModelFormatError(f"{folder}: no tokenizer.json")
+    eos = config.eos_token_ids
+    gen = folder / "generation_config.json"
+    if gen.is_file():
+        g = json.loads(gen.read_text()).get("eos_token_id")
+        eos = tuple(dict.fromkeys([*eos, *(g if isinstance(g, list) else [g] if g is not None else [])]))
+    tokenizer = Tokenizer.from_folder(folder, eos)
+    return LoadedDecoder(_finish(model), config, tokenizer, str(raw.get("torch_dtype") or raw.get("dtype") or "float32"))

@@ -1,0 +1,1 @@
+"""Model architectures in plain PyTorch over shared layers; see `registry.py`."""

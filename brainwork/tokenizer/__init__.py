@@ -1,0 +1,1 @@
+"""Tokenizers on the `tokenizers` library, chat templates, incremental detokenization."""

@@ -1,0 +1,1 @@
+"""Reference implementations the tests compare brainwork against (llama.cpp, transformers)."""
