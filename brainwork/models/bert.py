@@ -1,0 +1,181 @@
+"""The BERT encoder family (BERT, MiniLM, RoBERTa, DistilBERT) in plain PyTorch.
+
+One module tree covers all four: they are the same post-LayerNorm transformer and differ only in
+embeddings (RoBERTa's position offset, DistilBERT's missing token types), in names (mapped in
+`bert_weights`) and in the classification head's activation. Modules are built on the `meta`
+device and `load_weights` puts the checkpoint tensors in place as parameters, so the weights
+exist once in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from brainwork.errors import ModelFormatError
+from brainwork.layers.activation import get_activation
+from brainwork.models.bert_weights import checkpoint_name, internal_name
+from brainwork.models.encoder_config import EncoderConfig
+
+
+class EncoderEmbeddings(nn.Module):
+    """Word + position (+ token type) embeddings, then LayerNorm."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size) if cfg.type_vocab_size else None
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+    ) -> torch.Tensor:
+        b, t = input_ids.shape
+        if self.cfg.position_offset:
+            # RoBERTa: real tokens count up from padding_idx + 1, padding sits at padding_idx.
+            mask = attention_mask.to(torch.long)
+            positions = torch.cumsum(mask, dim=1) * mask + self.cfg.pad_token_id  # (B, T)
+        else:
+            positions = torch.arange(t, device=input_ids.device).expand(b, t)  # (B, T)
+        x = self.word(input_ids) + self.position(positions)  # (B, T, H)
+        if self.token_type is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)  # (B, T)
+            x = x + self.token_type(token_type_ids)
+        # DistilBERT has no token types: ids a tokenizer produced anyway are all 0 and unused.
+        return self.norm(x)
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention then MLP, each followed by residual + LayerNorm (post-LN)."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        h = cfg.hidden_size
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.q, self.k, self.v, self.o = (nn.Linear(h, h) for _ in range(4))
+        self.attn_norm = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+        self.up = nn.Linear(h, cfg.intermediate_size)
+        self.down = nn.Linear(cfg.intermediate_size, h)
+        self.mlp_norm = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+        self.act = get_activation(cfg.hidden_act)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H); attend (B, 1, 1, T) bool, True where a key is a real token."""
+        b, t, h = x.shape
+
+        def heads(proj: nn.Linear) -> torch.Tensor:
+            return proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B,nh,T,hd)
+
+        attn = F.scaled_dot_product_attention(heads(self.q), heads(self.k), heads(self.v), attend)
+        attn = attn.transpose(1, 2).reshape(b, t, h)  # (B, T, H)
+        x = self.attn_norm(x + self.o(attn))
+        return self.mlp_norm(x + self.down(self.act(self.up(x))))
+
+
+class ClassificationHead(nn.Module):
+    """out(act(dense(h[:, 0]))): BERT's pooler + classifier (tanh), RoBERTa's classifier
+    (tanh), DistilBERT's pre_classifier + classifier (ReLU). Dropout is off at inference."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.out = nn.Linear(cfg.hidden_size, cfg.num_labels)
+        self.act = torch.relu if cfg.family == "distilbert" else torch.tanh
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.dense(hidden[:, 0])))  # (B, num_labels)
+
+
+class BertEncoder(nn.Module):
+    """Embeddings + encoder layers (+ classification head when the checkpoint is a
+    `*ForSequenceClassification`). Construct under `torch.device("meta")`, then `load_weights`."""
+
+    def __init__(self, cfg: EncoderConfig, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.config = cfg
+        self.dtype = dtype
+        self.embeddings = EncoderEmbeddings(cfg)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.head = ClassificationHead(cfg) if cfg.is_sequence_classifier else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids, attention_mask, token_type_ids (B, T) -> last hidden state (B, T, H)."""
+        self._check_inputs(input_ids, attention_mask, token_type_ids)
+        x = self.embeddings(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        attend = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        for layer in self.layers:
+            x = layer(x, attend)
+        return x
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Last hidden state (B, T, H) -> logits (B, num_labels)."""
+        if self.head is None:
+            raise ModelFormatError(
+                f"this checkpoint ({', '.join(self.config.architectures) or 'no architectures'}) "
+                "has no sequence-classification head"
+            )
+        return self.head(hidden)
+
+    def _check_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+    ) -> None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}")
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids "
+                f"shape {tuple(input_ids.shape)}"
+            )
+        if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
+            raise ValueError(
+                f"token_type_ids shape {tuple(token_type_ids.shape)} differs from input_ids "
+                f"shape {tuple(input_ids.shape)}"
+            )
+        if input_ids.shape[1] > self.config.max_length:
+            raise ValueError(
+                f"input_ids has {input_ids.shape[1]} positions; the model holds at most {self.config.max_length}"
+            )
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Install checkpoint tensors (HF names, prefixed or not) as this model's parameters.
+
+        Unused tensors are skipped; a wrong shape or a parameter left unloaded raises
+        `ModelFormatError` naming it."""
+        expected = {name: p.shape for name, p in self.named_parameters()}
+        loaded: set[str] = set()
+        for name, tensor in weights:
+            target = internal_name(name, self.config.family)
+            if target is None or target not in expected:
+                continue
+            if tensor.shape != expected[target]:
+                raise ModelFormatError(
+                    f"checkpoint tensor {name!r} has shape {tuple(tensor.shape)}, expected {tuple(expected[target])}"
+                )
+            module_name, _, leaf = target.rpartition(".")
+            # Same dtype: .to() returns the tensor itself, so nothing is copied.
+            param = nn.Parameter(tensor.to(self.dtype), requires_grad=False)
+            setattr(self.get_submodule(module_name), leaf, param)
+            loaded.add(target)
+        missing = sorted(checkpoint_name(p, self.config.family) for p in set(expected) - loaded)
+        if missing:
+            shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+            raise ModelFormatError(
+                f"checkpoint leaves {len(missing)} {self.config.model_type} parameter(s) unloaded: {shown}"
+            )
