@@ -36,8 +36,7 @@ class CatalogEntry:
 
 def _parts(prefix: str, count: int, path: str) -> tuple[PackageFile, ...]:
     return tuple(
-        PackageFile(f"{prefix}{i}", path.format(i=i, i2=f"{i:02d}", i0=f"{i - 1:02d}"))
-        for i in range(1, count + 1)
+        PackageFile(f"{prefix}{i}", path.format(i=i, i2=f"{i:02d}", i0=f"{i - 1:02d}")) for i in range(1, count + 1)
     )
 
 

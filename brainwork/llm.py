@@ -102,7 +102,10 @@ class LLM:
     ) -> list[RequestOutput]:
         """Answer one conversation, or several (a list of message lists)."""
         conversations = messages if messages and isinstance(messages[0], list) else [messages]
-        prompts = [{"prompt_token_ids": self.encode_chat(c, add_generation_prompt, chat_template_kwargs)} for c in conversations]
+        prompts = [
+            {"prompt_token_ids": self.encode_chat(c, add_generation_prompt, chat_template_kwargs)}
+            for c in conversations
+        ]
         return self.generate(prompts, sampling_params)
 
     def encode_chat(

@@ -31,16 +31,28 @@ class SamplingParams:
             (isinstance(self.n, int) and self.n >= 1, "n", "must be an integer >= 1"),
             (self.temperature >= 0, "temperature", "must be >= 0"),
             (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
-            (self.top_k is None or (isinstance(self.top_k, int) and self.top_k >= 1), "top_k", "must be None or an integer >= 1"),
+            (
+                self.top_k is None or (isinstance(self.top_k, int) and self.top_k >= 1),
+                "top_k",
+                "must be None or an integer >= 1",
+            ),
             (0 <= self.min_p <= 1, "min_p", "must be in [0, 1]"),
-            (self.max_tokens is None or (isinstance(self.max_tokens, int) and self.max_tokens >= 1), "max_tokens", "must be an integer >= 1"),
+            (
+                self.max_tokens is None or (isinstance(self.max_tokens, int) and self.max_tokens >= 1),
+                "max_tokens",
+                "must be an integer >= 1",
+            ),
             (isinstance(self.min_tokens, int) and self.min_tokens >= 0, "min_tokens", "must be an integer >= 0"),
             (self.max_tokens is None or self.min_tokens <= self.max_tokens, "min_tokens", "must not exceed max_tokens"),
             (-2 <= self.presence_penalty <= 2, "presence_penalty", "must be in [-2, 2]"),
             (-2 <= self.frequency_penalty <= 2, "frequency_penalty", "must be in [-2, 2]"),
             (self.repetition_penalty > 0, "repetition_penalty", "must be > 0"),
             (all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings"),
-            (all(isinstance(t, int) and t >= 0 for t in self.stop_token_ids), "stop_token_ids", "must be token ids >= 0"),
+            (
+                all(isinstance(t, int) and t >= 0 for t in self.stop_token_ids),
+                "stop_token_ids",
+                "must be token ids >= 0",
+            ),
         ]
         for ok, name, rule in checks:
             if not ok:

@@ -57,9 +57,7 @@ def resolve_model(name_or_path: str | os.PathLike[str], progress: bool = True) -
     if path.exists():
         fmt = detect_format(path)
         if fmt is None:
-            raise ModelNotFoundError(
-                f"{path}: neither a GGUF file nor a Hugging Face folder with config.json"
-            )
+            raise ModelNotFoundError(f"{path}: neither a GGUF file nor a Hugging Face folder with config.json")
         return ResolvedModel(path.name, path.resolve(), fmt)
     if text in CATALOG:
         return _resolve_catalog(CATALOG[text], progress)

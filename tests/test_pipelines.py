@@ -66,7 +66,7 @@ def test_bad_inputs_name_the_field(sentiment, bad, field) -> None:
 
 
 def test_unknown_task() -> None:
-    with pytest.raises(ValueError, match="unknown task 'summarize-my-life'.*sentiment-analysis"):
+    with pytest.raises(ValueError, match=r"unknown task 'summarize-my-life'.*sentiment-analysis"):
         pipeline("summarize-my-life")
 
 
@@ -113,7 +113,9 @@ def test_text_generation_string_and_chat(generator) -> None:
     assert out[0]["generated_text"].startswith("The capital of France is")
     assert "Paris" in out[0]["generated_text"]
     llm: LLM = generator.llm
-    expected = llm.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=8))[0].outputs[0].text
+    expected = (
+        llm.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=8))[0].outputs[0].text
+    )
     assert out[0]["generated_text"] == "The capital of France is" + expected
     chat = generator([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=16)
     convo = chat[0]["generated_text"]

@@ -11,9 +11,15 @@ from gguf import GGMLQuantizationType, GGUFWriter, quants
 from tests.tiny_models import VOCAB
 
 _NAMES = {
-    "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-    "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
 }
 
 
@@ -50,8 +56,11 @@ def write_llama_gguf(path: Path, hf_model, qtype: GGMLQuantizationType, arch: st
                 arr = _permute(arr, cfg.num_key_value_heads)
             gname = f"blk.{layer}.{_NAMES[stem]}.{kind}"
         else:
-            gname = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-                     "lm_head.weight": "output.weight"}[name]
+            gname = {
+                "model.embed_tokens.weight": "token_embd.weight",
+                "model.norm.weight": "output_norm.weight",
+                "lm_head.weight": "output.weight",
+            }[name]
         if arr.ndim == 2 and qtype != GGMLQuantizationType.F32:
             data = quants.quantize(arr, qtype)
             w.add_tensor(gname, data, raw_shape=data.shape, raw_dtype=qtype)

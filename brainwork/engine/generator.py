@@ -31,7 +31,9 @@ class StepDelta:
 
 
 class Generator:
-    def __init__(self, model: nn.Module, config: ModelConfig, tokenizer: Tokenizer, dtype: torch.dtype, max_model_len: int) -> None:
+    def __init__(
+        self, model: nn.Module, config: ModelConfig, tokenizer: Tokenizer, dtype: torch.dtype, max_model_len: int
+    ) -> None:
         self.model, self.config, self.tokenizer = model, config, tokenizer
         self.dtype = dtype
         self.max_model_len = max_model_len
@@ -100,4 +102,6 @@ class Generator:
             text.append(d.text)
             ids.append(d.token_id)
             finish, reason = d.finish_reason, d.stop_reason
-        return CompletionOutput(index=index, text="".join(text), token_ids=ids, finish_reason=finish, stop_reason=reason)
+        return CompletionOutput(
+            index=index, text="".join(text), token_ids=ids, finish_reason=finish, stop_reason=reason
+        )

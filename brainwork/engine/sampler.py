@@ -12,7 +12,9 @@ import torch
 from brainwork.sampling_params import SamplingParams
 
 
-def apply_penalties(logits: torch.Tensor, p: SamplingParams, prompt_ids: list[int], output_ids: list[int]) -> torch.Tensor:
+def apply_penalties(
+    logits: torch.Tensor, p: SamplingParams, prompt_ids: list[int], output_ids: list[int]
+) -> torch.Tensor:
     """logits `(V,)` float32; penalties as vLLM defines them."""
     if p.logit_bias:
         ids = torch.tensor(list(p.logit_bias.keys()))

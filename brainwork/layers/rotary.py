@@ -37,8 +37,10 @@ def _llama3(inv: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
 def _yarn(cfg: RopeConfig, dim: int) -> tuple[torch.Tensor, float]:
     base, factor = cfg.theta, cfg.factor
     old_len = cfg.original_max_position or 4096
-    mscale = cfg.attention_factor if cfg.attention_factor is not None else (
-        0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0
+    mscale = (
+        cfg.attention_factor
+        if cfg.attention_factor is not None
+        else (0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0)
     )
 
     def correction_dim(rotations: float) -> float:
@@ -63,9 +65,7 @@ class RotaryEmbedding(nn.Module):
         inv, self.mscale = inv_frequencies(cfg, head_dim)
         self.register_buffer("inv_freq", inv, persistent=False)
 
-    def forward(
-        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions.float()[:, None] * self.inv_freq[None, :]  # (N, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # (N, 1, D)
         cos = (emb.cos() * self.mscale).to(q.dtype)

@@ -48,15 +48,23 @@ def _finish(model: nn.Module) -> nn.Module:
 def _load_gguf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> LoadedDecoder:
     f = GGUFFile(resolved.path)
     config = ModelConfig.from_gguf(f.metadata, {t.name for t in f.tensors})
+    # the tokenizer first: its build needs transient memory that should not stack on the weights
+    tokenizer = Tokenizer.from_gguf(f.metadata)
     model = _build(config)
-    stream = tqdm(f.iter_tensors(dtype), total=len(f.tensors), desc=f"loading {resolved.name}", unit="tensor", disable=not progress)
+    stream = tqdm(
+        f.iter_tensors(dtype),
+        total=len(f.tensors),
+        desc=f"loading {resolved.name}",
+        unit="tensor",
+        disable=not progress,
+    )
     try:
         model.load_weights(stream)
     except ModelFormatError as exc:
         raise ModelFormatError(f"{resolved.path}: {exc}") from exc
     types = f.tensor_types
     main = max((t for t in types if t not in ("F32",)), key=lambda t: types[t], default="F32")
-    return LoadedDecoder(_finish(model), config, Tokenizer.from_gguf(f.metadata), main)
+    return LoadedDecoder(_finish(model), config, tokenizer, main)
 
 
 def _load_hf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> LoadedDecoder:
@@ -77,4 +85,6 @@ def _load_hf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> Loa
         g = json.loads(gen.read_text()).get("eos_token_id")
         eos = tuple(dict.fromkeys([*eos, *(g if isinstance(g, list) else [g] if g is not None else [])]))
     tokenizer = Tokenizer.from_folder(folder, eos)
-    return LoadedDecoder(_finish(model), config, tokenizer, str(raw.get("torch_dtype") or raw.get("dtype") or "float32"))
+    return LoadedDecoder(
+        _finish(model), config, tokenizer, str(raw.get("torch_dtype") or raw.get("dtype") or "float32")
+    )

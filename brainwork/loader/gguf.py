@@ -22,7 +22,7 @@ from brainwork.loader.gguf_reader import GGUFContainer, TensorInfo
 
 # Quantization types we can turn into float. The `gguf` package dequantizes them in numpy.
 SUPPORTED_TYPES = frozenset(
-    "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K".split()
+    ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"]
 )
 
 # GGUF block tensor suffix -> Hugging Face suffix, for the decoder family.
@@ -150,9 +150,4 @@ class GGUFFile:
 def _unpermute(w: torch.Tensor, n_head: int) -> torch.Tensor:
     """Undo llama.cpp's Q/K row permutation (interleaved RoPE pairs -> rotate-half halves)."""
     rows = w.shape[0]
-    return (
-        w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:])
-        .transpose(1, 2)
-        .reshape(w.shape)
-        .contiguous()
-    )
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape).contiguous()

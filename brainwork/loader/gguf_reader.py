@@ -17,10 +17,31 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 _SCALARS = {  # GGUF value type -> struct format
-    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
 }
-_NUMPY = {0: np.uint8, 1: np.int8, 2: np.uint16, 3: np.int16, 4: np.uint32, 5: np.int32,
-          6: np.float32, 7: np.bool_, 10: np.uint64, 11: np.int64, 12: np.float64}
+_NUMPY = {
+    0: np.uint8,
+    1: np.int8,
+    2: np.uint16,
+    3: np.int16,
+    4: np.uint32,
+    5: np.int32,
+    6: np.float32,
+    7: np.bool_,
+    10: np.uint64,
+    11: np.int64,
+    12: np.float64,
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -60,8 +81,7 @@ class GGUFContainer:
         align = int(self.metadata.get("general.alignment", 32))
         start = (self._pos + align - 1) // align * align
         self.tensors = [
-            TensorInfo(name, shape, qtype, start + off, _n_bytes(shape, qtype))
-            for name, shape, qtype, off in infos
+            TensorInfo(name, shape, qtype, start + off, _n_bytes(shape, qtype)) for name, shape, qtype, off in infos
         ]
 
     def tensor_bytes(self, t: TensorInfo) -> np.ndarray:

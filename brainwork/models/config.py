@@ -58,9 +58,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.num_heads % self.num_kv_heads:
-            raise ModelFormatError(
-                f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
-            )
+            raise ModelFormatError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
         if len(self.layer_windows) != self.num_layers:
             raise ModelFormatError(f"layer_windows has {len(self.layer_windows)} entries for {self.num_layers} layers")
 
@@ -128,9 +126,7 @@ class ModelConfig:
     def from_gguf(cls, md: dict[str, Any], tensor_names: set[str]) -> ModelConfig:
         arch = md.get("general.architecture", "")
         if arch not in ("llama", "qwen2", "gemma3"):
-            raise ModelFormatError(
-                f"GGUF architecture {arch!r} is not supported (supported: llama, qwen2, gemma3)"
-            )
+            raise ModelFormatError(f"GGUF architecture {arch!r} is not supported (supported: llama, qwen2, gemma3)")
 
         def get(key: str, default: Any = None) -> Any:
             return md.get(f"{arch}.{key}", default)

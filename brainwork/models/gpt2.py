@@ -40,7 +40,10 @@ class GPT2Block(nn.Module):
         self.attn = GPT2Attention(cfg, layer)
         self.ln_2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps)
         self.mlp = nn.ModuleDict(
-            {"c_fc": nn.Linear(cfg.hidden_size, cfg.intermediate_size), "c_proj": nn.Linear(cfg.intermediate_size, cfg.hidden_size)}
+            {
+                "c_fc": nn.Linear(cfg.hidden_size, cfg.intermediate_size),
+                "c_proj": nn.Linear(cfg.intermediate_size, cfg.hidden_size),
+            }
         )
         self.act = get_activation(cfg.hidden_act)
 

@@ -119,7 +119,7 @@ class CausalLM(nn.Module):
 
         def rename(name: str) -> str | None:
             if name.startswith("model.language_model."):  # Gemma 3 multimodal checkpoints
-                name = "model." + name[len("model.language_model."):]
+                name = "model." + name[len("model.language_model.") :]
             if "rotary_emb" in name or (tied and name == "lm_head.weight"):
                 return None
             return name

@@ -15,7 +15,9 @@ from brainwork.store import resolve_model
 def load_encoder(model: str | None, **kwargs: Any) -> EncoderRunner:
     resolved = resolve_model(model or DEFAULT_EMBEDDING_MODEL)
     if resolved.format != "hf":
-        raise ValueError(f"model: {resolved.name} is a {resolved.format} file; encoder tasks need a Hugging Face folder")
+        raise ValueError(
+            f"model: {resolved.name} is a {resolved.format} file; encoder tasks need a Hugging Face folder"
+        )
     return EncoderRunner(resolved.path, **kwargs)
 
 

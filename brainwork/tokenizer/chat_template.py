@@ -26,7 +26,9 @@ def _raise_exception(message: str) -> None:
     raise TemplateError(message)
 
 
-def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
+def _tojson(
+    x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+) -> str:
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
@@ -59,9 +61,7 @@ def render_chat_template(
         raise TemplateError(f"chat template has a syntax error at line {exc.lineno}: {exc.message}") from exc
     variables = {**(special_tokens or {}), **kwargs}
     try:
-        return template.render(
-            messages=messages, add_generation_prompt=add_generation_prompt, tools=tools, **variables
-        )
+        return template.render(messages=messages, add_generation_prompt=add_generation_prompt, tools=tools, **variables)
     except TemplateError:
         raise
     except jinja2.TemplateError as exc:

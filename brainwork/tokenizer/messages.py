@@ -30,11 +30,14 @@ def flatten_messages(messages: Any) -> list[dict[str, Any]]:
             for j, part in enumerate(content):
                 if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                     raise ValueError(
-                        f"messages[{i}].content[{j}]: expected {{'type': 'text', 'text': str}} (only text parts are supported)"
+                        f"messages[{i}].content[{j}]: expected {{'type': 'text', 'text': str}} "
+                        "(only text parts are supported)"
                     )
                 texts.append(part["text"])
             content = "\n".join(texts)
         if not isinstance(content, str):
-            raise ValueError(f"messages[{i}].content: expected a string or a list of text parts, got {type(content).__name__}")
+            raise ValueError(
+                f"messages[{i}].content: expected a string or a list of text parts, got {type(content).__name__}"
+            )
         out.append({**m, "content": content})
     return out

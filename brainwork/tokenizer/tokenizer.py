@@ -74,7 +74,9 @@ class Tokenizer:
             text = value.get("content") if isinstance(value, dict) else value
             return backend.token_to_id(text) if isinstance(text, str) else None
 
-        eos = tuple(dict.fromkeys([*eos_token_ids, *([token_id("eos_token")] if token_id("eos_token") is not None else [])]))
+        eos = tuple(
+            dict.fromkeys([*eos_token_ids, *([token_id("eos_token")] if token_id("eos_token") is not None else [])])
+        )
         return cls(
             backend,
             bos_token_id=token_id("bos_token"),
@@ -91,9 +93,9 @@ class Tokenizer:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         ids = self.backend.encode(text, add_special_tokens=add_special_tokens).ids
-        if add_special_tokens and self.add_bos and self.bos_token_id is not None:
-            if not ids or ids[0] != self.bos_token_id:
-                ids = [self.bos_token_id, *ids]
+        wants_bos = add_special_tokens and self.add_bos and self.bos_token_id is not None
+        if wants_bos and (not ids or ids[0] != self.bos_token_id):
+            ids = [self.bos_token_id, *ids]
         return ids
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
@@ -122,7 +124,9 @@ class Tokenizer:
             template, flat, add_generation_prompt=add_generation_prompt, special_tokens=specials, **kwargs
         )
 
-    def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, **kwargs: Any) -> list[int]:
+    def encode_chat(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, **kwargs: Any
+    ) -> list[int]:
         text = self.apply_chat_template(messages, add_generation_prompt, **kwargs)
         # the template already wrote BOS where the model wants it; don't add a second one
         ids = self.backend.encode(text, add_special_tokens=False).ids

@@ -1,0 +1,33 @@
+"""Run as a script: load a model and print (peak RSS growth while loading, weight bytes)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def status_bytes(key: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of this process. Not ru_maxrss: Linux carries that across
+    fork+exec, so a child of a big pytest process would report its parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def main() -> None:
+    import torch  # noqa: F401  (import before measuring so the baseline holds the libraries)
+
+    from brainwork.loader.decoder import load_decoder
+    from brainwork.store import resolve_model
+
+    resolved = resolve_model(sys.argv[1], progress=False)
+    before = status_bytes("VmRSS")
+    loaded = load_decoder(resolved, progress=False)
+    peak = status_bytes("VmHWM")
+    weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    print(peak - before, weights)
+
+
+if __name__ == "__main__":
+    main()
