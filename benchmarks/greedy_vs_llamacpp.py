@@ -1,0 +1,55 @@
+"""How many of 20 prompts give the same 32 greedy tokens in brainwork and llama.cpp (same GGUF).
+
+Prompt ids come from llama.cpp's own tokenizer so that only the model arithmetic differs.
+Also reports agreement with transformers (which dequantizes the GGUF to float) on the first
+tokens, to separate "different arithmetic" from "different model".
+
+    .venv/bin/python benchmarks/greedy_vs_llamacpp.py [MODEL ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from brainwork.engine.generator import Generator  # noqa: E402
+from brainwork.loader.decoder import load_decoder  # noqa: E402
+from brainwork.sampling_params import SamplingParams  # noqa: E402
+from brainwork.store import resolve_model  # noqa: E402
+from tests.prompts import PROMPTS  # noqa: E402
+from tests.refs.llamacpp import LlamaCpp  # noqa: E402
+
+NEW_TOKENS = 32
+
+
+def compare(name: str) -> tuple[int, list[int]]:
+    resolved = resolve_model(name, progress=False)
+    loaded = load_decoder(resolved, progress=False)
+    gen = Generator(loaded.model, loaded.config, loaded.tokenizer, torch.float32, 2048)
+    same, first_diff = 0, []
+    with LlamaCpp(resolved.path) as ref:
+        for prompt in PROMPTS:
+            ids = ref.tokenize(prompt, add_special=True)
+            expected = ref.greedy(ids, NEW_TOKENS)
+            got = gen.generate(ids, SamplingParams(temperature=0, max_tokens=NEW_TOKENS)).token_ids
+            if got == expected:
+                same += 1
+            else:
+                first_diff.append(next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), len(got)))
+    return same, first_diff
+
+
+def main() -> None:
+    names = sys.argv[1:] or ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct", "gemma-3-270m"]
+    print(f"{'model':32} {'same 32-token output':>22}  first differing position of the others")
+    for name in names:
+        same, diffs = compare(name)
+        print(f"{name:32} {same:>19}/{len(PROMPTS)}  {sorted(diffs)}")
+
+
+if __name__ == "__main__":
+    main()
