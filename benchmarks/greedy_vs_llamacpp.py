@@ -16,12 +16,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainwork.engine.generator import Generator  # noqa: E402
-from brainwork.loader.decoder import load_decoder  # noqa: E402
-from brainwork.sampling_params import SamplingParams  # noqa: E402
-from brainwork.store import resolve_model  # noqa: E402
-from tests.prompts import PROMPTS  # noqa: E402
-from tests.refs.llamacpp import LlamaCpp  # noqa: E402
+from brainwork.engine.generator import Generator
+from brainwork.loader.decoder import load_decoder
+from brainwork.sampling_params import SamplingParams
+from brainwork.store import resolve_model
+from tests.prompts import PROMPTS
+from tests.refs.llamacpp import LlamaCpp
 
 NEW_TOKENS = 32
 
@@ -39,7 +39,9 @@ def compare(name: str) -> tuple[int, list[int]]:
             if got == expected:
                 same += 1
             else:
-                first_diff.append(next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), len(got)))
+                first_diff.append(
+                    next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), len(got))
+                )
     return same, first_diff
 
 
