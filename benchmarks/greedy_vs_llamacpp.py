@@ -12,14 +12,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainwork.engine.generator import Generator
 from brainwork.loader.decoder import load_decoder
 from brainwork.sampling_params import SamplingParams
 from brainwork.store import resolve_model
+from tests.engine_helpers import engine_for, run_all
 from tests.prompts import PROMPTS
 from tests.refs.llamacpp import LlamaCpp
 
@@ -29,19 +27,17 @@ NEW_TOKENS = 32
 def compare(name: str) -> tuple[int, list[int]]:
     resolved = resolve_model(name, progress=False)
     loaded = load_decoder(resolved, progress=False)
-    gen = Generator(loaded.model, loaded.config, loaded.tokenizer, torch.float32, 2048)
+    engine = engine_for(loaded)
     same, first_diff = 0, []
     with LlamaCpp(resolved.path) as ref:
-        for prompt in PROMPTS:
-            ids = ref.tokenize(prompt, add_special=True)
-            expected = ref.greedy(ids, NEW_TOKENS)
-            got = gen.generate(ids, SamplingParams(temperature=0, max_tokens=NEW_TOKENS)).token_ids
-            if got == expected:
-                same += 1
-            else:
-                first_diff.append(
-                    next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), len(got))
-                )
+        prompts = [ref.tokenize(prompt, add_special=True) for prompt in PROMPTS]
+        expected = [ref.greedy(ids, NEW_TOKENS) for ids in prompts]
+    params = SamplingParams(temperature=0, max_tokens=NEW_TOKENS)
+    for want, (got,) in zip(expected, run_all(engine, prompts, params), strict=True):
+        if got == want:
+            same += 1
+        else:
+            first_diff.append(next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), len(got)))
     return same, first_diff
 
 

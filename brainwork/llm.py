@@ -7,9 +7,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from brainwork.catalog import DEFAULT_CHAT_MODEL
-from brainwork.engine.generator import Generator
+from brainwork.config import EngineConfig
+from brainwork.engine.engine import LLMEngine
 from brainwork.loader.decoder import load_decoder
 from brainwork.outputs import CompletionOutput, RequestOutput
 from brainwork.sampling_params import SamplingParams
@@ -19,10 +21,12 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 class LLM:
-    """A decoder model ready to generate.
+    """A decoder model ready to generate, with a continuous-batching engine.
 
     `model` is a catalog name (`brainwork models`), a GGUF file, a Hugging Face folder or a hub
     id. `max_model_len` caps the context window (default: the model's, at most 8192 tokens).
+    Engine settings (`max_num_seqs`, `max_num_batched_tokens`, `kv_cache_gib`, `block_size`,
+    `enable_prefix_caching`, `num_kv_blocks`) pass through to `EngineConfig`.
     """
 
     def __init__(
@@ -32,19 +36,25 @@ class LLM:
         dtype: str = "float32",
         max_model_len: int | None = None,
         progress: bool = True,
+        **engine_args: Any,
     ) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {', '.join(_DTYPES)}, got {dtype!r}")
+        unknown = set(engine_args) - set(EngineConfig.__dataclass_fields__) - {"max_model_len"}
+        if unknown:
+            raise ValueError(f"unknown engine argument(s): {', '.join(sorted(unknown))}")
+        if max_model_len is not None and max_model_len < 2:
+            raise ValueError(f"max_model_len must be >= 2, got {max_model_len}")
         self.resolved = resolve_model(model, progress=progress)
         loaded = load_decoder(self.resolved, _DTYPES[dtype], progress=progress)
         self.model, self.config, self.tokenizer = loaded.model, loaded.config, loaded.tokenizer
         self.quantization = loaded.quantization
         limit = min(self.config.max_position_embeddings, 8192)
-        if max_model_len is not None and max_model_len < 2:
-            raise ValueError(f"max_model_len must be >= 2, got {max_model_len}")
         self.max_model_len = min(max_model_len, self.config.max_position_embeddings) if max_model_len else limit
-        self.engine = Generator(self.model, self.config, self.tokenizer, _DTYPES[dtype], self.max_model_len)
+        self.engine_config = EngineConfig(max_model_len=self.max_model_len, **engine_args)
+        self.engine = LLMEngine(self.model, self.config, self.tokenizer, self.engine_config)
         self._ids = itertools.count()
+        self.progress = progress
 
     # ---- prompts ------------------------------------------------------------------------
     def _prompt_ids(self, prompt: Any, index: int) -> tuple[str | None, list[int]]:
@@ -66,31 +76,51 @@ class LLM:
         self,
         prompts: str | Sequence[Any],
         sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        use_tqdm: bool | None = None,
     ) -> list[RequestOutput]:
-        """Complete each prompt; one `RequestOutput` per prompt, in order."""
+        """Complete every prompt, all batched together; one `RequestOutput` per prompt, in order."""
         items = [prompts] if isinstance(prompts, (str, dict)) else list(prompts)
         if not items:
             raise ValueError("prompts: empty list")
         params = _params_list(sampling_params, len(items))
         encoded = [self._prompt_ids(p, i) for i, p in enumerate(items)]
-        for (_, ids), p in zip(encoded, params, strict=True):
-            self.engine.check_prompt(ids, p)  # refuse bad input before any work is done
-        return [self._run(text, ids, p) for (text, ids), p in zip(encoded, params, strict=True)]
-
-    def _run(self, prompt: str | None, ids: list[int], params: SamplingParams) -> RequestOutput:
-        outs = [self.engine.generate(ids, params, index=i) for i in range(params.n)]
-        return RequestOutput(str(next(self._ids)), prompt, ids, outs, finished=True)
+        for i, ((_, ids), p) in enumerate(zip(encoded, params, strict=True)):
+            try:
+                self.engine.check_request(ids, p)  # refuse bad input before any work is done
+            except ValueError as e:
+                if len(items) == 1:
+                    raise
+                raise ValueError(f"prompts[{i}]: {e}") from None
+        if self.engine.has_unfinished_requests():
+            raise RuntimeError("generate: the engine is busy with a stream that was not run to its end")
+        rids = [str(next(self._ids)) for _ in items]
+        for rid, (text, ids), p in zip(rids, encoded, params, strict=True):
+            self.engine.add_request(rid, ids, p, prompt=text)
+        final = {rid: _Accumulator(p.n) for rid, p in zip(rids, params, strict=True)}
+        show = self.progress and len(items) > 1 if use_tqdm is None else use_tqdm
+        with tqdm(total=len(items), desc="generating", unit="req", disable=not show) as bar:
+            while self.engine.has_unfinished_requests():
+                for out in self.engine.step():
+                    final[out.request_id].add(out)
+                    if out.finished:
+                        bar.update(1)
+        return [final[rid].result() for rid in rids]
 
     def stream(self, prompt: str | Any, sampling_params: SamplingParams | None = None) -> Iterator[RequestOutput]:
-        """Yield `RequestOutput` deltas (new text and token of this step) as tokens are made."""
+        """Yield `RequestOutput` deltas (the new text and tokens of each step) as tokens are made."""
         text, ids = self._prompt_ids(prompt, 0)
         params = sampling_params or SamplingParams()
-        if params.n != 1:
-            raise ValueError("n: streaming supports n=1")
+        self.engine.check_request(ids, params)
         rid = str(next(self._ids))
-        for d in self.engine.stream(ids, params):
-            out = CompletionOutput(0, d.text, [d.token_id], d.finish_reason, d.stop_reason)
-            yield RequestOutput(rid, text, ids, [out], finished=d.finish_reason is not None)
+        self.engine.add_request(rid, ids, params, prompt=text)
+        try:
+            while self.engine.has_unfinished_requests():
+                for out in self.engine.step():
+                    if out.request_id == rid:
+                        yield out
+        finally:  # the caller stopped reading: free the request's blocks now
+            self.engine.abort_request(rid)
 
     def chat(
         self,
@@ -112,6 +142,32 @@ class LLM:
         self, messages: Any, add_generation_prompt: bool = True, chat_template_kwargs: dict[str, Any] | None = None
     ) -> list[int]:
         return self.tokenizer.encode_chat(messages, add_generation_prompt, **(chat_template_kwargs or {}))
+
+
+class _Accumulator:
+    """Joins a request's deltas into the final `RequestOutput`."""
+
+    def __init__(self, n: int) -> None:
+        self.completions = [CompletionOutput(i, "", [], None) for i in range(n)]
+        self.last: RequestOutput | None = None
+
+    def add(self, out: RequestOutput) -> None:
+        self.last = out
+        for d in out.outputs:
+            c = self.completions[d.index]
+            c.text += d.text
+            c.token_ids.extend(d.token_ids)
+            c.finish_reason, c.stop_reason = d.finish_reason, d.stop_reason
+            if d.logprobs is not None:
+                c.logprobs = (c.logprobs or []) + d.logprobs
+                c.cumulative_logprob = d.cumulative_logprob
+
+    def result(self) -> RequestOutput:
+        assert self.last is not None and self.last.finished
+        out = self.last
+        return RequestOutput(
+            out.request_id, out.prompt, out.prompt_token_ids, self.completions, True, out.metrics, out.error
+        )
 
 
 def _params_list(p: SamplingParams | Sequence[SamplingParams] | None, n: int) -> list[SamplingParams]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
 
 
 @dataclass
@@ -23,6 +27,9 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     logit_bias: dict[int, float] = field(default_factory=dict)
     skip_special_tokens: bool = True
+    logprobs: int | None = None  # None: none; k: the chosen token's logprob and the k most likely
+    # vLLM's hook: fn(output_token_ids, logits (V,)) -> logits, applied first in the chain
+    logits_processors: list[Callable[[list[int], Any], Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -52,6 +59,17 @@ class SamplingParams:
                 all(isinstance(t, int) and t >= 0 for t in self.stop_token_ids),
                 "stop_token_ids",
                 "must be token ids >= 0",
+            ),
+            (
+                self.logprobs is None or (isinstance(self.logprobs, int) and 0 <= self.logprobs <= MAX_LOGPROBS),
+                "logprobs",
+                f"must be None or an integer in [0, {MAX_LOGPROBS}]",
+            ),
+            (all(callable(f) for f in self.logits_processors), "logits_processors", "must be callables"),
+            (
+                all(isinstance(t, int) and isinstance(b, (int, float)) for t, b in self.logit_bias.items()),
+                "logit_bias",
+                "must map token ids to numbers",
             ),
         ]
         for ok, name, rule in checks:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from brainwork.engine.contiguous_cache import ContiguousKVCache
+from brainwork.engine.paged_cache import ChunkMeta, PagedAttention, PagedKVCache
 from brainwork.loader.decoder import load_decoder
 from brainwork.store import resolve_model
 from tests.tiny_models import VOCAB, make_checkpoint
@@ -55,16 +55,24 @@ CASES = {
 }
 
 
+def _paged_cache(cfg, num_blocks: int = 64, block_size: int = 4) -> PagedKVCache:
+    return PagedKVCache(cfg.num_layers, num_blocks, block_size, cfg.num_kv_heads, cfg.head_dim, torch.float32)
+
+
 def _logits_ours(loaded, ids: list[int], chunks: list[int]) -> torch.Tensor:
+    """Logits of every position, computed in the given chunks over the engine's paged KV cache.
+
+    The sequence's blocks are taken in reverse order, so that a gather that ignored the block
+    table would read the wrong keys.
+    """
     cfg = loaded.config
-    cache = ContiguousKVCache(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, torch.float32)
-    seq = cache.new_sequence()
+    cache = _paged_cache(cfg, num_blocks=-(-len(ids) // 4) + 2)
+    table = list(range(cache.num_blocks - 1, -1, -1))
     out, pos = [], 0
     with torch.inference_mode():
         for n in chunks:
-            cache.prepare([seq], [n])
-            x = torch.tensor(ids[pos : pos + n])
-            hidden = loaded.model(x, torch.arange(pos, pos + n), cache)
+            attn = PagedAttention(cache, [ChunkMeta(pos, n, table)])
+            hidden = loaded.model(torch.tensor(ids[pos : pos + n]), torch.arange(pos, pos + n), attn)
             out.append(loaded.model.compute_logits(hidden))
             pos += n
     return torch.cat(out)
@@ -88,15 +96,18 @@ def test_batch_of_sequences_matches_alone(tmp_path: Path) -> None:
     """Two sequences in one flat batch give the logits each gives alone."""
     make_checkpoint(tmp_path, "qwen2")
     loaded = load_decoder(resolve_model(str(tmp_path)), progress=False)
-    cfg = loaded.config
     a, b = list(range(3, 14)), list(range(40, 45))
     alone = [_logits_ours(loaded, a, [len(a)]), _logits_ours(loaded, b, [len(b)])]
-    cache = ContiguousKVCache(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, torch.float32)
-    sa, sb = cache.new_sequence(), cache.new_sequence()
-    cache.prepare([sa, sb], [len(a), len(b)])
+    cache = _paged_cache(loaded.config)
     with torch.inference_mode():
-        pos = torch.cat([torch.arange(len(a)), torch.arange(len(b))])
-        h = loaded.model(torch.tensor(a + b), pos, cache)
-        both = loaded.model.compute_logits(h)
-    assert (both[: len(a)] - alone[0]).abs().max().item() < TOL
-    assert (both[len(a) :] - alone[1]).abs().max().item() < TOL
+        # both prompts in one batch (fresh prefill), then one decode step each (gathered history)
+        attn = PagedAttention(cache, [ChunkMeta(0, len(a) - 1, [5, 2, 9]), ChunkMeta(0, len(b) - 1, [7, 1])])
+        pos = torch.cat([torch.arange(len(a) - 1), torch.arange(len(b) - 1)])
+        h1 = loaded.model(torch.tensor(a[:-1] + b[:-1]), pos, attn)
+        attn = PagedAttention(cache, [ChunkMeta(len(a) - 1, 1, [5, 2, 9]), ChunkMeta(len(b) - 1, 1, [7, 1])])
+        h2 = loaded.model(torch.tensor([a[-1], b[-1]]), torch.tensor([len(a) - 1, len(b) - 1]), attn)
+        first, last = loaded.model.compute_logits(h1), loaded.model.compute_logits(h2)
+    assert (first[: len(a) - 1] - alone[0][:-1]).abs().max().item() < TOL
+    assert (first[len(a) - 1 :] - alone[1][:-1]).abs().max().item() < TOL
+    assert (last[0] - alone[0][-1]).abs().max().item() < TOL
+    assert (last[1] - alone[1][-1]).abs().max().item() < TOL

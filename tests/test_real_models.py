@@ -49,18 +49,17 @@ def test_logits_match_transformers(pair) -> None:
 
 
 def test_greedy_matches_transformers(pair) -> None:
-    from brainwork.engine.generator import Generator
+    """The batching engine (4 prompts together, paged cache) gives transformers' greedy tokens."""
     from brainwork.sampling_params import SamplingParams
+    from tests.engine_helpers import engine_for, run_all
 
     _, ours, ref = pair
-    gen = Generator(ours.model, ours.config, ours.tokenizer, torch.float32, 2048)
-    for prompt in PROMPTS[:4]:
-        ids = ours.tokenizer.encode(prompt)
+    prompts = [ours.tokenizer.encode(p) for p in PROMPTS[:4]]
+    got = run_all(engine_for(ours), prompts, SamplingParams(temperature=0, max_tokens=16, ignore_eos=True))
+    for prompt, ids, (tokens,) in zip(PROMPTS, prompts, got, strict=False):
         with torch.inference_mode():
             out = ref.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False, eos_token_id=None)
-        expected = out[0, len(ids) :].tolist()
-        got = gen.generate(ids, SamplingParams(temperature=0, max_tokens=16, ignore_eos=True)).token_ids
-        assert got == expected, prompt
+        assert tokens == out[0, len(ids) :].tolist(), prompt
 
 
 def test_first_token_agrees_with_llamacpp(pair) -> None:

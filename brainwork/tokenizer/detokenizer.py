@@ -22,13 +22,14 @@ class IncrementalDetokenizer:
         self.emitted = 0  # characters of `text` already handed out
         self.stopped_by: str | None = None
 
-    def push(self, token_id: int) -> str:
+    def push(self, token_id: int, check_stop: bool = True) -> str:
+        """`check_stop=False` while min_tokens is not reached: stop strings may not end it yet."""
         self.ids.append(token_id)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special)
         if text.endswith("\ufffd"):
             return ""
         self.text = text
-        for s in self.stop:
+        for s in self.stop if check_stop else ():
             at = text.find(s, max(0, self.emitted - len(s) + 1))
             if at != -1:
                 self.stopped_by = s

@@ -1,0 +1,152 @@
+"""The paged KV cache's tensors, and attention over it for one step's flat batch of tokens.
+
+Keys and values of layer l live in `k[l]`, `v[l]`: `(num_blocks, block_size, Hkv, D)`. A
+sequence's tokens sit in the blocks its block table lists, in order. Each step the runner builds
+one `PagedAttention` (the model's `KVStore`) from the scheduled chunks; its index tensors and
+masks are made once and reused by every layer.
+
+Attention on CPU without a custom kernel, measured (see docs/ARCHITECTURE.md): whole blocks are
+gathered with `index_select` (several times faster than advanced indexing of single slots), and
+query heads are regrouped per KV head, `(Hkv, G * n, D)`, so that grouped-query attention runs as
+one `scaled_dot_product_attention` call with no repeated keys. Decoding sequences of similar
+length are batched into one call; their padding is masked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+
+class PagedKVCache:
+    def __init__(
+        self, num_layers: int, num_blocks: int, block_size: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype
+    ) -> None:
+        self.num_blocks, self.block_size = num_blocks, block_size
+        shape = (num_blocks, block_size, num_kv_heads, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
+
+    @staticmethod
+    def bytes_per_block(num_layers: int, block_size: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
+        return 2 * num_layers * block_size * num_kv_heads * head_dim * torch.empty(0, dtype=dtype).element_size()
+
+
+@dataclass
+class ChunkMeta:
+    """One sequence's part of the step: `num_tokens` new tokens after `start` computed ones."""
+
+    start: int
+    num_tokens: int
+    block_table: list[int]
+
+
+@dataclass
+class _Group:
+    rows: torch.Tensor | slice  # which rows of the flat batch are this group's queries
+    blocks: torch.Tensor | None  # (B * nb,) block ids to gather; None: attend to this step's own k/v
+    batch: int  # B sequences (decode) or 1 (a prompt chunk)
+    span: int  # Tk: key positions per sequence after the gather (nb * block_size) or n
+    q_pos: torch.Tensor  # (B, Tq) absolute positions of the queries
+    k_len: torch.Tensor  # (B,) valid keys per sequence (positions >= k_len are padding)
+
+
+class PagedAttention:
+    """The model-facing `KVStore` for one forward pass over the paged cache."""
+
+    def __init__(self, cache: PagedKVCache, chunks: list[ChunkMeta], bucket_slack: float = 1.25) -> None:
+        self.cache = cache
+        bs = cache.block_size
+        slots: list[torch.Tensor] = []
+        self.groups: list[_Group] = []
+        decodes: list[tuple[int, int, ChunkMeta]] = []  # (context length, row, chunk)
+        row = 0
+        for c in chunks:
+            table = torch.tensor(c.block_table, dtype=torch.long)
+            pos = torch.arange(c.start, c.start + c.num_tokens)
+            slots.append(table[pos // bs] * bs + pos % bs)
+            end = c.start + c.num_tokens
+            if c.num_tokens == 1:
+                decodes.append((end, row, c))
+            elif c.start == 0:  # a fresh prompt chunk sees only its own keys: no gather
+                self.groups.append(
+                    _Group(slice(row, row + c.num_tokens), None, 1, c.num_tokens, pos[None], torch.tensor([end]))
+                )
+            else:
+                nb = -(-end // bs)
+                self.groups.append(
+                    _Group(slice(row, row + c.num_tokens), table[:nb], 1, nb * bs, pos[None], torch.tensor([end]))
+                )
+            row += c.num_tokens
+        self.slot_mapping = torch.cat(slots) if slots else torch.empty(0, dtype=torch.long)  # (N,)
+        self._bucket_decodes(decodes, bucket_slack)
+        self._masks: dict[tuple[int, int | None], torch.Tensor] = {}
+
+    def _bucket_decodes(self, decodes: list[tuple[int, int, ChunkMeta]], slack: float) -> None:
+        """Group decoding sequences of similar length so that padding stays under `slack`."""
+        bs = self.cache.block_size
+        decodes.sort(key=lambda d: d[0])
+        i = 0
+        while i < len(decodes):
+            j = i + 1
+            while j < len(decodes) and -(-decodes[j][0] // bs) <= slack * -(-decodes[i][0] // bs) + 1:
+                j += 1
+            part = decodes[i:j]
+            nb = -(-part[-1][0] // bs)
+            table = torch.zeros(len(part), nb, dtype=torch.long)  # padded with block 0, masked out
+            for b, (_, _, c) in enumerate(part):
+                used = c.block_table[:nb]
+                table[b, : len(used)] = torch.tensor(used, dtype=torch.long)
+            lengths = torch.tensor([d[0] for d in part])
+            rows = torch.tensor([d[1] for d in part])
+            self.groups.append(_Group(rows, table.view(-1), len(part), nb * bs, (lengths - 1)[:, None], lengths))
+            i = j
+
+    def _mask(self, gi: int, g: _Group, window: int | None, groups_per_kv: int) -> torch.Tensor:
+        """Additive float mask `(B, 1, G * Tq, Tk)`: causal, padding and sliding window."""
+        key = (gi, window)
+        if key not in self._masks:
+            k_pos = torch.arange(g.span)[None, None, :]  # (1, 1, Tk)
+            q_pos = g.q_pos[:, :, None]  # (B, Tq, 1)
+            ok = (k_pos <= q_pos) & (k_pos < g.k_len[:, None, None])
+            if window is not None:
+                ok &= q_pos - k_pos < window
+            mask = torch.zeros(ok.shape).masked_fill_(~ok, float("-inf"))  # (B, Tq, Tk)
+            b, tq, tk = mask.shape
+            self._masks[key] = mask[:, None].expand(b, groups_per_kv, tq, tk).reshape(b, 1, groups_per_kv * tq, tk)
+        return self._masks[key]
+
+    def attend(
+        self,
+        layer: int,
+        q: torch.Tensor,  # (N, Hq, D)
+        k: torch.Tensor,  # (N, Hkv, D)
+        v: torch.Tensor,  # (N, Hkv, D)
+        *,
+        scale: float,
+        window: int | None,
+    ) -> torch.Tensor:  # (N, Hq, D)
+        kc, vc = self.cache.k[layer], self.cache.v[layer]
+        hkv, d = kc.shape[2], kc.shape[3]
+        kc.view(-1, hkv, d).index_copy_(0, self.slot_mapping, k.to(kc.dtype))
+        vc.view(-1, hkv, d).index_copy_(0, self.slot_mapping, v.to(vc.dtype))
+        g_per_kv = q.shape[1] // hkv
+        out = torch.empty_like(q)
+        for gi, g in enumerate(self.groups):
+            qg = q[g.rows]  # (B * Tq, Hq, D)
+            tq = qg.shape[0] // g.batch
+            # (B, Tq, Hkv, G, D) -> (B, Hkv, G * Tq, D): queries grouped under their KV head
+            qg = qg.view(g.batch, tq, hkv, g_per_kv, d).permute(0, 2, 3, 1, 4).reshape(g.batch, hkv, g_per_kv * tq, d)
+            if g.blocks is None:
+                keys, vals = k[g.rows].transpose(0, 1)[None], v[g.rows].transpose(0, 1)[None]  # (1, Hkv, n, D)
+            else:
+                keys = kc.index_select(0, g.blocks).view(g.batch, g.span, hkv, d).transpose(1, 2)  # (B, Hkv, Tk, D)
+                vals = vc.index_select(0, g.blocks).view(g.batch, g.span, hkv, d).transpose(1, 2)
+            mask = self._mask(gi, g, window, g_per_kv)
+            o = F.scaled_dot_product_attention(qg, keys.to(q.dtype), vals.to(q.dtype), attn_mask=mask, scale=scale)
+            # (B, Hkv, G * Tq, D) -> (B * Tq, Hq, D)
+            o = o.view(g.batch, hkv, g_per_kv, tq, d).permute(0, 3, 1, 2, 4).reshape(g.batch * tq, hkv * g_per_kv, d)
+            out[g.rows] = o
+        return out
