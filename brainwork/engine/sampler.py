@@ -43,6 +43,7 @@ class SamplerOutput:
     errors: dict[int, str] = field(default_factory=dict)  # row -> message
 
 
+@torch.inference_mode()
 def sample_batch(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> SamplerOutput:
     """logits `(S, V)` float32, one row per sampling sequence; modified in place."""
     out = SamplerOutput(tokens=[None] * len(rows))
