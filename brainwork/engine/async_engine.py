@@ -11,6 +11,7 @@ loop stays responsive while the model computes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import queue
@@ -89,7 +90,9 @@ class AsyncLLMEngine:
         self.engine.check_request(prompt_ids, params)  # pure checks: safe off the engine thread
         rid = request_id or f"req-{next(self._ids)}"
         sink: asyncio.Queue[RequestOutput | BaseException] = asyncio.Queue()
-        self._commands.put(_Add(rid, prompt_ids, params, prompt, priority, time.perf_counter(), (asyncio.get_running_loop(), sink)))
+        self._commands.put(
+            _Add(rid, prompt_ids, params, prompt, priority, time.perf_counter(), (asyncio.get_running_loop(), sink))
+        )
         finished = False
         try:
             while not finished:
@@ -156,7 +159,7 @@ class AsyncLLMEngine:
 
     def _fail_all(self, error: Exception) -> list[RequestOutput]:
         outputs = []
-        for rid in list(self.engine._requests):
+        for rid in self.engine.request_ids():
             out = self.engine.abort_request(rid)
             if out is not None:
                 out.error = f"engine step failed: {type(error).__name__}: {error}"
@@ -167,10 +170,8 @@ class AsyncLLMEngine:
         sink = self._sinks.pop(rid, None) if last else self._sinks.get(rid)
         if sink is not None:
             loop, q = sink
-            try:
+            with contextlib.suppress(RuntimeError):  # RuntimeError: the caller's event loop is closed
                 loop.call_soon_threadsafe(q.put_nowait, item)
-            except RuntimeError:  # the caller's event loop is closed
-                pass
 
 
 _Empty = object()

@@ -165,6 +165,9 @@ class LLMEngine:
     def has_unfinished_requests(self) -> bool:
         return bool(self._requests)
 
+    def request_ids(self) -> list[str]:
+        return list(self._requests)
+
     @property
     def num_requests(self) -> int:
         return len(self._requests)
