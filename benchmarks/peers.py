@@ -53,3 +53,35 @@ def llamacpp_throughput(gguf: Path, requests: list[BenchRequest], threads: int =
         del server
     generated = sum(n for n, _ in results)
     return {"seconds": elapsed, "output_tokens": generated, "tok_s": generated / elapsed}
+
+
+def transformers_throughput(gguf: Path, requests: list[BenchRequest], batch_size: int) -> dict[str, float]:
+    """Hugging Face `generate` in static batches (arrival order, left padding), float32 weights
+    dequantized from the same GGUF file. A batch runs until its longest request is done; only each
+    request's own `max_tokens` count as output."""
+    import torch
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    ).eval()
+    pad = 0
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(requests), batch_size):
+            batch = requests[i : i + batch_size]
+            width = max(len(r.prompt_ids) for r in batch)
+            ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in batch])
+            mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch])
+            longest = max(r.max_tokens for r in batch)
+            model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=longest,
+                min_new_tokens=longest,
+                do_sample=False,
+                pad_token_id=pad,
+            )
+    elapsed = time.perf_counter() - start
+    generated = sum(r.max_tokens for r in requests)
+    return {"seconds": elapsed, "output_tokens": generated, "tok_s": generated / elapsed}

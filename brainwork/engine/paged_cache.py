@@ -28,6 +28,19 @@ class PagedKVCache:
         shape = (num_blocks, block_size, num_kv_heads, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
+        # gather buffers reused by every layer and step: fresh multi-MB tensors each layer cost
+        # page faults that measured slower than the copy itself
+        self._work = [torch.empty(0, dtype=dtype), torch.empty(0, dtype=dtype)]
+
+    def gather(self, which: int, layer: int, blocks: torch.Tensor) -> torch.Tensor:
+        """Blocks `(n,)` of layer `layer`'s keys (0) or values (1) -> `(n, block_size, Hkv, D)`."""
+        src = (self.k, self.v)[which][layer]
+        shape = (blocks.shape[0], *src.shape[1:])
+        size = shape[0] * src[0].numel()
+        if self._work[which].numel() < size:
+            self._work[which] = torch.empty(int(size * 1.25), dtype=src.dtype)
+        out = self._work[which][:size].view(shape)
+        return torch.index_select(src, 0, blocks, out=out)
 
     @staticmethod
     def bytes_per_block(num_layers: int, block_size: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
@@ -142,8 +155,8 @@ class PagedAttention:
             if g.blocks is None:
                 keys, vals = k[g.rows].transpose(0, 1)[None], v[g.rows].transpose(0, 1)[None]  # (1, Hkv, n, D)
             else:
-                keys = kc.index_select(0, g.blocks).view(g.batch, g.span, hkv, d).transpose(1, 2)  # (B, Hkv, Tk, D)
-                vals = vc.index_select(0, g.blocks).view(g.batch, g.span, hkv, d).transpose(1, 2)
+                keys = self.cache.gather(0, layer, g.blocks).view(g.batch, g.span, hkv, d).transpose(1, 2)
+                vals = self.cache.gather(1, layer, g.blocks).view(g.batch, g.span, hkv, d).transpose(1, 2)
             mask = self._mask(gi, g, window, g_per_kv)
             o = F.scaled_dot_product_attention(qg, keys.to(q.dtype), vals.to(q.dtype), attn_mask=mask, scale=scale)
             # (B, Hkv, G * Tq, D) -> (B * Tq, Hq, D)
