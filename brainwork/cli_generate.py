@@ -21,7 +21,8 @@ def _load_llm(model: str, args: argparse.Namespace) -> Any:
     from brainwork.llm import LLM
 
     log.info("loading %s", model)
-    llm = LLM(model, progress=show_progress(args))
+    # one prompt at a time from the shell: a KV cache for one full context, not a server's worth
+    llm = LLM(model, progress=show_progress(args), max_num_seqs=1)
     log.info("loaded %s from %s (context %d tokens)", llm.resolved.name, llm.resolved.path, llm.max_model_len)
     return llm
 

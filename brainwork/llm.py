@@ -77,29 +77,17 @@ class LLM:
         prompts: str | Sequence[Any],
         sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
         *,
+        priority: Sequence[int] | None = None,
         use_tqdm: bool | None = None,
     ) -> list[RequestOutput]:
-        """Complete every prompt, all batched together; one `RequestOutput` per prompt, in order."""
-        items = [prompts] if isinstance(prompts, (str, dict)) else list(prompts)
-        if not items:
-            raise ValueError("prompts: empty list")
-        params = _params_list(sampling_params, len(items))
-        encoded = [self._prompt_ids(p, i) for i, p in enumerate(items)]
-        for i, ((_, ids), p) in enumerate(zip(encoded, params, strict=True)):
-            try:
-                self.engine.check_request(ids, p)  # refuse bad input before any work is done
-            except ValueError as e:
-                if len(items) == 1:
-                    raise
-                raise ValueError(f"prompts[{i}]: {e}") from None
-        if self.engine.has_unfinished_requests():
-            raise RuntimeError("generate: the engine is busy with a stream that was not run to its end")
-        rids = [str(next(self._ids)) for _ in items]
-        for rid, (text, ids), p in zip(rids, encoded, params, strict=True):
-            self.engine.add_request(rid, ids, p, prompt=text)
-        final = {rid: _Accumulator(p.n) for rid, p in zip(rids, params, strict=True)}
-        show = self.progress and len(items) > 1 if use_tqdm is None else use_tqdm
-        with tqdm(total=len(items), desc="generating", unit="req", disable=not show) as bar:
+        """Complete every prompt, all batched together; one `RequestOutput` per prompt, in order.
+
+        A request that fails inside the engine comes back with `error` set; the others complete.
+        """
+        rids = self._add(prompts, sampling_params, priority)
+        final = {rid: _Accumulator(n) for rid, n in rids.items()}
+        show = self.progress and len(rids) > 1 if use_tqdm is None else use_tqdm
+        with tqdm(total=len(rids), desc="generating", unit="req", disable=not show) as bar:
             while self.engine.has_unfinished_requests():
                 for out in self.engine.step():
                     final[out.request_id].add(out)
@@ -107,20 +95,53 @@ class LLM:
                         bar.update(1)
         return [final[rid].result() for rid in rids]
 
-    def stream(self, prompt: str | Any, sampling_params: SamplingParams | None = None) -> Iterator[RequestOutput]:
-        """Yield `RequestOutput` deltas (the new text and tokens of each step) as tokens are made."""
-        text, ids = self._prompt_ids(prompt, 0)
-        params = sampling_params or SamplingParams()
-        self.engine.check_request(ids, params)
-        rid = str(next(self._ids))
-        self.engine.add_request(rid, ids, params, prompt=text)
+    def stream(
+        self,
+        prompts: str | Sequence[Any],
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        priority: Sequence[int] | None = None,
+    ) -> Iterator[RequestOutput]:
+        """Yield `RequestOutput` deltas (each step's new text and tokens) for one prompt or many,
+        as tokens are made; with many, deltas of different requests interleave (tell them apart
+        by `request_id`, which counts up in prompt order)."""
+        rids = self._add(prompts, sampling_params, priority)
         try:
             while self.engine.has_unfinished_requests():
-                for out in self.engine.step():
-                    if out.request_id == rid:
-                        yield out
-        finally:  # the caller stopped reading: free the request's blocks now
-            self.engine.abort_request(rid)
+                yield from self.engine.step()
+        finally:  # the caller stopped reading: free the requests' blocks now
+            for rid in rids:
+                self.engine.abort_request(rid)
+
+    def _add(
+        self,
+        prompts: str | Sequence[Any],
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None,
+        priority: Sequence[int] | None,
+    ) -> dict[str, int]:
+        """Validate every prompt first (nothing is queued if one is bad), then queue them all."""
+        items = [prompts] if isinstance(prompts, (str, dict)) else list(prompts)
+        if not items:
+            raise ValueError("prompts: empty list")
+        params = _params_list(sampling_params, len(items))
+        if priority is not None and len(priority) != len(items):
+            raise ValueError(f"priority: {len(priority)} values given for {len(items)} prompts")
+        encoded = [self._prompt_ids(p, i) for i, p in enumerate(items)]
+        for i, ((_, ids), p) in enumerate(zip(encoded, params, strict=True)):
+            try:
+                self.engine.check_request(ids, p)
+            except ValueError as e:
+                if len(items) == 1:
+                    raise
+                raise ValueError(f"prompts[{i}]: {e}") from None
+        if self.engine.has_unfinished_requests():
+            raise RuntimeError("the engine is busy with a stream that was not read to its end")
+        rids: dict[str, int] = {}
+        for i, ((text, ids), p) in enumerate(zip(encoded, params, strict=True)):
+            rid = str(next(self._ids))
+            self.engine.add_request(rid, ids, p, prompt=text, priority=priority[i] if priority else 0)
+            rids[rid] = p.n
+        return rids
 
     def chat(
         self,

@@ -59,7 +59,7 @@ def _paged_cache(cfg, num_blocks: int = 64, block_size: int = 4) -> PagedKVCache
     return PagedKVCache(cfg.num_layers, num_blocks, block_size, cfg.num_kv_heads, cfg.head_dim, torch.float32)
 
 
-def _logits_ours(loaded, ids: list[int], chunks: list[int]) -> torch.Tensor:
+def _logits_ours(loaded, ids: list[int], chunks: list[int], native: bool = True) -> torch.Tensor:
     """Logits of every position, computed in the given chunks over the engine's paged KV cache.
 
     The sequence's blocks are taken in reverse order, so that a gather that ignored the block
@@ -67,6 +67,8 @@ def _logits_ours(loaded, ids: list[int], chunks: list[int]) -> torch.Tensor:
     """
     cfg = loaded.config
     cache = _paged_cache(cfg, num_blocks=-(-len(ids) // 4) + 2)
+    if not native:  # decode through the torch path (gather + SDPA) instead of the C kernel
+        cache.native = None
     table = list(range(cache.num_blocks - 1, -1, -1))
     out, pos = [], 0
     with torch.inference_mode():
@@ -87,9 +89,12 @@ def test_logits_match_transformers(case: str, tmp_path: Path) -> None:
     with torch.inference_mode():
         expected = ref(torch.tensor([ids])).logits[0].float()
     full = _logits_ours(loaded, ids, [20])
-    incremental = _logits_ours(loaded, ids, [7, 1, 1, 5, 1, 1, 1, 1, 1, 1])
+    steps = [7, 1, 1, 5, 1, 1, 1, 1, 1, 1]
+    incremental = _logits_ours(loaded, ids, steps)
+    torch_path = _logits_ours(loaded, ids, steps, native=False)
     assert (full - expected).abs().max().item() < TOL
     assert (incremental - expected).abs().max().item() < TOL
+    assert (torch_path - expected).abs().max().item() < TOL
 
 
 def test_batch_of_sequences_matches_alone(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from brainwork.engine.native_decode import NativeDecode
+
 
 class PagedKVCache:
     def __init__(
@@ -28,6 +30,7 @@ class PagedKVCache:
         shape = (num_blocks, block_size, num_kv_heads, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
+        self.native = NativeDecode.create(dtype, head_dim)  # None: decode through gather + SDPA
         # gather buffers reused by every layer and step: fresh multi-MB tensors each layer cost
         # page faults that measured slower than the copy itself
         self._work = [torch.empty(0, dtype=dtype), torch.empty(0, dtype=dtype)]
@@ -66,6 +69,26 @@ class _Group:
     k_len: torch.Tensor  # (B,) valid keys per sequence (positions >= k_len are padding)
 
 
+@dataclass
+class _NativeGroup:
+    """All decoding sequences, for the C kernel: no padding, no gather."""
+
+    rows: torch.Tensor  # (B,) int64
+    lens: torch.Tensor  # (B,) int64
+    tables: torch.Tensor  # (B, nb) int64, padded with block 0 (never read past lens)
+    parts: list[tuple[int, int]]
+
+    @classmethod
+    def build(cls, decodes: list[tuple[int, int, ChunkMeta]], kernel: NativeDecode) -> _NativeGroup:
+        nb = max(len(c.block_table) for _, _, c in decodes)
+        tables = torch.zeros(len(decodes), nb, dtype=torch.long)
+        for b, (_, _, c) in enumerate(decodes):
+            tables[b, : len(c.block_table)] = torch.tensor(c.block_table, dtype=torch.long)
+        lens = torch.tensor([d[0] for d in decodes], dtype=torch.long)
+        rows = torch.tensor([d[1] for d in decodes], dtype=torch.long)
+        return cls(rows, lens, tables, kernel.splits(lens))
+
+
 class PagedAttention:
     """The model-facing `KVStore` for one forward pass over the paged cache."""
 
@@ -94,7 +117,11 @@ class PagedAttention:
                 )
             row += c.num_tokens
         self.slot_mapping = torch.cat(slots) if slots else torch.empty(0, dtype=torch.long)  # (N,)
-        self._bucket_decodes(decodes, bucket_slack)
+        self.native: _NativeGroup | None = None
+        if decodes and cache.native is not None:
+            self.native = _NativeGroup.build(decodes, cache.native)
+        else:
+            self._bucket_decodes(decodes, bucket_slack)
         self._masks: dict[tuple[int, int | None], torch.Tensor] = {}
 
     def _bucket_decodes(self, decodes: list[tuple[int, int, ChunkMeta]], slack: float) -> None:
@@ -146,7 +173,11 @@ class PagedAttention:
         kc.view(-1, hkv, d).index_copy_(0, self.slot_mapping, k.to(kc.dtype))
         vc.view(-1, hkv, d).index_copy_(0, self.slot_mapping, v.to(vc.dtype))
         g_per_kv = q.shape[1] // hkv
+        q = q.contiguous()
         out = torch.empty_like(q)
+        if self.native is not None and self.cache.native is not None:
+            n = self.native
+            self.cache.native(q, out, kc, vc, n.rows, n.lens, n.tables, n.parts, scale, window)
         for gi, g in enumerate(self.groups):
             qg = q[g.rows]  # (B * Tq, Hq, D)
             tq = qg.shape[0] // g.batch
