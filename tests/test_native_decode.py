@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from brainwork.engine import native
 from brainwork.engine.native_decode import NativeDecode
 
 TOL = 1e-5
@@ -32,7 +31,7 @@ def test_kernel_matches_sdpa(kernel: NativeDecode, hq: int, hkv: int, d: int, wi
     q = torch.randn(batch, hq, d, generator=gen)
     out = torch.full_like(q, float("nan"))
     scale = d**-0.5
-    kernel(q, out, kc, vc, rows, lens, tables, kernel.splits(lens), scale, window)
+    kernel(q, out, kc, vc, rows, lens, tables, scale, window)
     for b in range(batch):
         n = int(lens[b])
         slots = (tables[b][torch.arange(n) // bs] * bs + torch.arange(n) % bs).tolist()
@@ -43,11 +42,3 @@ def test_kernel_matches_sdpa(kernel: NativeDecode, hq: int, hkv: int, d: int, wi
         qb = q[rows[b]].view(hkv, hq // hkv, d)  # query heads grouped under their KV head
         ref = F.scaled_dot_product_attention(qb, keys, vals, scale=scale).reshape(hq, d)
         assert (out[rows[b]] - ref).abs().max().item() < TOL
-
-
-def test_rows_are_split_evenly_by_work() -> None:
-    lib = native.load("paged_decode")
-    assert lib is not None
-    two = NativeDecode(lib, threads=2)
-    assert two.splits(torch.tensor([100, 1, 1, 1, 100, 1])) == [(0, 2), (2, 6)]  # 101 vs 103 positions
-    assert two.splits(torch.tensor([5])) == [(0, 1)]

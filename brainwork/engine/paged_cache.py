@@ -76,17 +76,16 @@ class _NativeGroup:
     rows: torch.Tensor  # (B,) int64
     lens: torch.Tensor  # (B,) int64
     tables: torch.Tensor  # (B, nb) int64, padded with block 0 (never read past lens)
-    parts: list[tuple[int, int]]
 
     @classmethod
-    def build(cls, decodes: list[tuple[int, int, ChunkMeta]], kernel: NativeDecode) -> _NativeGroup:
+    def build(cls, decodes: list[tuple[int, int, ChunkMeta]]) -> _NativeGroup:
         nb = max(len(c.block_table) for _, _, c in decodes)
         tables = torch.zeros(len(decodes), nb, dtype=torch.long)
         for b, (_, _, c) in enumerate(decodes):
             tables[b, : len(c.block_table)] = torch.tensor(c.block_table, dtype=torch.long)
         lens = torch.tensor([d[0] for d in decodes], dtype=torch.long)
         rows = torch.tensor([d[1] for d in decodes], dtype=torch.long)
-        return cls(rows, lens, tables, kernel.splits(lens))
+        return cls(rows, lens, tables)
 
 
 class PagedAttention:
@@ -119,7 +118,7 @@ class PagedAttention:
         self.slot_mapping = torch.cat(slots) if slots else torch.empty(0, dtype=torch.long)  # (N,)
         self.native: _NativeGroup | None = None
         if decodes and cache.native is not None:
-            self.native = _NativeGroup.build(decodes, cache.native)
+            self.native = _NativeGroup.build(decodes)
         else:
             self._bucket_decodes(decodes, bucket_slack)
         self._masks: dict[tuple[int, int | None], torch.Tensor] = {}
@@ -177,7 +176,7 @@ class PagedAttention:
         out = torch.empty_like(q)
         if self.native is not None and self.cache.native is not None:
             n = self.native
-            self.cache.native(q, out, kc, vc, n.rows, n.lens, n.tables, n.parts, scale, window)
+            self.cache.native(q, out, kc, vc, n.rows, n.lens, n.tables, scale, window)
         for gi, g in enumerate(self.groups):
             qg = q[g.rows]  # (B * Tq, Hq, D)
             tq = qg.shape[0] // g.batch

@@ -2,8 +2,9 @@
 
 Why: decode attention over a paged cache in plain torch must first gather every sequence's
 keys and values into a contiguous buffer (a copy of the whole KV history per layer per step);
-the C kernel reads the blocks in place. ctypes releases the GIL during the call, so the rows are
-split over a few Python threads. When no compiler is found or the build fails, `load()` returns
+the C kernel reads the blocks in place. It is built with OpenMP and runs on torch's own OpenMP
+threads (torch has already loaded `libgomp.so.1`; the kernel's reference binds to the same copy),
+so no second thread pool competes for the cores. When no compiler is found or the build fails, `load()` returns
 None and the engine keeps the torch path (same results within float rounding); set
 `BRAINWORK_NATIVE=0` to force that path.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 log = logging.getLogger("brainwork.native")
 
-_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC"]
+_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-fopenmp"]
 
 
 def _cache_dir() -> Path:

@@ -17,6 +17,8 @@ void paged_decode(const float* q, float* out, const float* kc, const float* vc,
                   const int64_t* rows, const int64_t* lens, const int64_t* tables, int64_t max_blocks,
                   int64_t n, int64_t hq, int64_t hkv, int64_t d, int64_t bs, float scale, int64_t window) {
     const int64_t g = hq / hkv, c8 = d / 8;
+    // OpenMP here is torch's own runtime (same soname, already loaded): no second thread pool
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t i = 0; i < n; i++) {
         for (int64_t h = 0; h < hkv; h++) {
             v8 qv[g * c8], acc[g * c8];
