@@ -42,18 +42,37 @@ def load(name: str) -> ctypes.CDLL | None:
         log.info("no C compiler found: using the torch attention path")
         return None
     source = Path(__file__).with_name(f"{name}.c")
-    key = hashlib.sha256(source.read_bytes() + " ".join(_FLAGS).encode() + platform.machine().encode()).hexdigest()
+    # -march=native: a build is only good for this CPU, so its flags are part of the key
+    key = hashlib.sha256(source.read_bytes() + " ".join(_FLAGS).encode() + _cpu_id().encode()).hexdigest()
     target = _cache_dir() / f"{name}-{key[:16]}.so"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            built = Path(tmp) / target.name
-            result = subprocess.run(
-                [compiler, *_FLAGS, "-o", str(built), str(source), "-lm"], capture_output=True, text=True
-            )
-            if result.returncode != 0:
-                log.warning("building %s failed, using the torch path:\n%s", name, result.stderr[-2000:])
-                return None
-            os.replace(built, target)  # atomic: concurrent builders never load half a file
+        try:
+            _build(compiler, source, target)
+        except (OSError, subprocess.CalledProcessError) as e:
+            detail = e.stderr[-2000:] if isinstance(e, subprocess.CalledProcessError) else str(e)
+            log.warning("building %s failed, using the torch path: %s", name, detail)
+            return None
         log.info("built %s", target)
-    return ctypes.CDLL(str(target))
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError as e:
+        log.warning("loading %s failed, using the torch path: %s", target, e)
+        return None
+
+
+def _cpu_id() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    flags = next((line for line in info.splitlines() if line.startswith(("flags", "Features"))), "")
+    return f"{platform.machine()} {platform.processor()} {flags}"
+
+
+def _build(compiler: str, source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        cmd = [compiler, *_FLAGS, "-o", str(built), str(source), "-lm"]
+        subprocess.run(cmd, capture_output=True, text=True, check=True)
+        os.replace(built, target)  # atomic: a concurrent builder never loads half a file
