@@ -61,3 +61,12 @@ def test_skip_special_tokens(tok: Tokenizer) -> None:
         shown[skip] = "".join(detok.push(i) for i in ids) + detok.flush()
     assert shown[True] == "assistant\nHi there"
     assert shown[False] == "<|im_start|>assistant\nHi there<|im_end|>"
+
+
+def test_long_text_streams_exactly(tok: Tokenizer) -> None:
+    """Hundreds of tokens: the windowed decoding joins into the full decode, character for character."""
+    text = " ".join(TEXTS * 8) + "\n\tdef f(x):\n        return x ** 2  # done"
+    ids = tok.encode(text, add_special_tokens=False)
+    assert len(ids) > 300
+    detok = IncrementalDetokenizer(tok, stop=[])
+    assert "".join(detok.push(i) for i in ids) + detok.flush() == tok.decode(ids) == text

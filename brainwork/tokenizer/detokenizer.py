@@ -19,16 +19,22 @@ class IncrementalDetokenizer:
         self.skip_special = skip_special_tokens
         self.ids: list[int] = []
         self.text = ""  # decoded text of all ids, complete characters only
+        # only a short window of ids is decoded per push (decoding all ids every time is O(n^2)):
+        # text of ids[prefix:read] is known, ids[read:] are new (vLLM's offsets)
+        self._prefix, self._read = 0, 0
         self.emitted = 0  # characters of `text` already handed out
         self.stopped_by: str | None = None
 
     def push(self, token_id: int, check_stop: bool = True) -> str:
         """`check_stop=False` while min_tokens is not reached: stop strings may not end it yet."""
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special)
-        if text.endswith("\ufffd"):
-            return ""
-        self.text = text
+        known = self.tokenizer.decode(self.ids[self._prefix : self._read], skip_special_tokens=self.skip_special)
+        window = self.tokenizer.decode(self.ids[self._prefix :], skip_special_tokens=self.skip_special)
+        if len(window) <= len(known) or window.endswith("\ufffd"):
+            return ""  # nothing new yet, or half a UTF-8 character: wait for the next token
+        self.text += window[len(known) :]
+        self._prefix, self._read = self._read, len(self.ids)
+        text = self.text
         for s in self.stop if check_stop else ():
             at = text.find(s, max(0, self.emitted - len(s) + 1))
             if at != -1:
