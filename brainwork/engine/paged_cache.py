@@ -94,28 +94,25 @@ class PagedAttention:
     def __init__(self, cache: PagedKVCache, chunks: list[ChunkMeta], bucket_slack: float = 1.25) -> None:
         self.cache = cache
         bs = cache.block_size
-        slots: list[torch.Tensor] = []
+        slots: list[int] = []  # cache slot of every token in the flat batch, in row order
         self.groups: list[_Group] = []
         decodes: list[tuple[int, int, ChunkMeta]] = []  # (context length, row, chunk)
         row = 0
         for c in chunks:
-            table = torch.tensor(c.block_table, dtype=torch.long)
-            pos = torch.arange(c.start, c.start + c.num_tokens)
-            slots.append(table[pos // bs] * bs + pos % bs)
             end = c.start + c.num_tokens
-            if c.num_tokens == 1:
+            slots.extend(c.block_table[p // bs] * bs + p % bs for p in range(c.start, end))
+            if c.num_tokens == 1:  # decodes need no tensors here: the kernel or bucketing builds them
                 decodes.append((end, row, c))
-            elif c.start == 0:  # a fresh prompt chunk sees only its own keys: no gather
-                self.groups.append(
-                    _Group(slice(row, row + c.num_tokens), None, 1, c.num_tokens, pos[None], torch.tensor([end]))
-                )
             else:
-                nb = -(-end // bs)
-                self.groups.append(
-                    _Group(slice(row, row + c.num_tokens), table[:nb], 1, nb * bs, pos[None], torch.tensor([end]))
-                )
+                rows, pos = slice(row, row + c.num_tokens), torch.arange(c.start, end)[None]
+                if c.start == 0:  # a fresh prompt chunk sees only its own keys: no gather
+                    self.groups.append(_Group(rows, None, 1, c.num_tokens, pos, torch.tensor([end])))
+                else:
+                    nb = -(-end // bs)
+                    blocks = torch.tensor(c.block_table[:nb], dtype=torch.long)
+                    self.groups.append(_Group(rows, blocks, 1, nb * bs, pos, torch.tensor([end])))
             row += c.num_tokens
-        self.slot_mapping = torch.cat(slots) if slots else torch.empty(0, dtype=torch.long)  # (N,)
+        self.slot_mapping = torch.tensor(slots, dtype=torch.long)  # (N,)
         self.native: _NativeGroup | None = None
         if decodes and cache.native is not None:
             self.native = _NativeGroup.build(decodes)
