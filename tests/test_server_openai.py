@@ -321,3 +321,38 @@ def test_base64_decodes_as_little_endian_float32(server: Server) -> None:
     b64 = httpx.post(f"{server.url}/v1/embeddings", json=body, headers=h).json()["data"][0]["embedding"]
     floats = httpx.post(f"{server.url}/v1/embeddings", json={**body, "encoding_format": "float"}, headers=h).json()
     np.testing.assert_array_equal(np.frombuffer(base64.b64decode(b64), "<f4"), floats["data"][0]["embedding"])
+
+
+def test_every_openai_field_at_once_and_their_effects(client: openai.OpenAI, local_llm: LLM) -> None:
+    tok = local_llm.tokenizer
+    forced = tok.encode(" banana", add_special_tokens=False)[0]
+    r = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fruit."}],
+        temperature=0.7,
+        top_p=0.9,
+        n=2,
+        seed=5,
+        stop=["\n\n"],
+        max_completion_tokens=6,
+        frequency_penalty=0.0,
+        presence_penalty=0.0,
+        logit_bias={str(forced): 100},
+        logprobs=True,
+        top_logprobs=2,
+        user="user-1",
+        extra_body={"top_k": 50, "min_p": 0.01, "repetition_penalty": 1.0, "min_tokens": 6, "ignore_eos": False},
+    )
+    for choice in r.choices:  # a +100 bias leaves no other choice: every token is the forced one
+        assert choice.message.content == tok.decode([forced] * 6)
+        assert choice.finish_reason == "length" and len(choice.logprobs.content) == 6
+    stopped = client.completions.create(
+        model=CHAT, prompt="1, 2, 3, 4,", max_tokens=30, temperature=0, stop=[" 7"], extra_body={"stop_token_ids": []}
+    )
+    assert stopped.choices[0].finish_reason == "stop" and " 7" not in stopped.choices[0].text
+    assert stopped.choices[0].text.startswith(" 5, 6,")
+    penalised = client.completions.create(
+        model=CHAT, prompt="1, 2, 3, 4,", max_tokens=12, temperature=0, frequency_penalty=2.0, presence_penalty=2.0
+    )
+    plain = client.completions.create(model=CHAT, prompt="1, 2, 3, 4,", max_tokens=12, temperature=0)
+    assert penalised.choices[0].text != plain.choices[0].text  # penalties reach the sampler

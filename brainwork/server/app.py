@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 
@@ -48,4 +49,21 @@ def build_app(state: ServerState, on_load_failure: Callable[[str], None] | None 
     app.include_router(routes_other.build_router(state, keys))
     app.include_router(routes_other.build_open_router(state, Metrics(state)))
     app.add_middleware(BodyLimit, max_bytes=state.config.max_body_bytes)
+    _without_422(app)
     return app
+
+
+def _without_422(app: FastAPI) -> None:
+    """Validation failures are answered with 400 (as OpenAI does): drop FastAPI's 422 entries."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema.get("paths", {}).values():
+                for op in operations.values():
+                    op.get("responses", {}).pop("422", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -110,3 +110,29 @@ class TokenizeRequest(_Body):
 class DetokenizeRequest(_Body):
     model: str | None = None
     tokens: list[TokenId]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every failure's body, as OpenAI's."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (400, "invalid field, malformed JSON, or a prompt over the context window"),
+        (401, "missing or wrong API key"),
+        (404, "unknown model"),
+        (413, "request body over --max-body-mb"),
+        (429, "the queue is full; see Retry-After"),
+        (503, "the models are still loading; see Retry-After"),
+    )
+}

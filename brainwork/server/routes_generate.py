@@ -37,7 +37,7 @@ from brainwork.server.generation import (
     until_disconnect,
 )
 from brainwork.server.limits import Admission
-from brainwork.server.protocol import ChatCompletionRequest, CompletionRequest
+from brainwork.server.protocol import ERROR_RESPONSES, ChatCompletionRequest, CompletionRequest
 from brainwork.server.state import ServerState
 
 T = TypeVar("T")
@@ -111,7 +111,7 @@ def _raise_if_failed(out: RequestOutput) -> None:
 
 
 def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
-    router = APIRouter(dependencies=dependencies)
+    router = APIRouter(dependencies=dependencies, responses=ERROR_RESPONSES)
 
     @router.post("/v1/chat/completions", tags=["openai"], summary="Chat completion (OpenAI shape)")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:

@@ -13,14 +13,14 @@ import brainwork
 from brainwork.server.errors import APIError, bad_request, error_body, from_value_error
 from brainwork.server.generation import ClientGone, chat_messages, until_disconnect
 from brainwork.server.metrics import Metrics
-from brainwork.server.protocol import DetokenizeRequest, EmbeddingRequest, TokenizeRequest
+from brainwork.server.protocol import ERROR_RESPONSES, DetokenizeRequest, EmbeddingRequest, TokenizeRequest
 from brainwork.server.state import ServerState
 
 MAX_EMBEDDING_INPUTS = 2048  # as OpenAI
 
 
 def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
-    router = APIRouter(dependencies=dependencies)
+    router = APIRouter(dependencies=dependencies, responses=ERROR_RESPONSES)
 
     @router.post("/v1/embeddings", tags=["openai"], summary="Sentence embeddings (OpenAI shape)")
     async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
