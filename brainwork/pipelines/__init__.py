@@ -12,6 +12,7 @@ _TASKS: dict[str, tuple[str, str]] = {
     "sentence-embeddings": ("brainwork.pipelines.embeddings", "SentenceEmbeddingsPipeline"),
     "sentiment-analysis": ("brainwork.pipelines.text_classification", "TextClassificationPipeline"),
     "text-classification": ("brainwork.pipelines.text_classification", "TextClassificationPipeline"),
+    "zero-shot-classification": ("brainwork.pipelines.zero_shot", "ZeroShotClassificationPipeline"),
 }
 
 TASKS = tuple(sorted(_TASKS))

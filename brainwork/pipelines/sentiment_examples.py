@@ -49,3 +49,17 @@ NEGATIVE = [
     "They charged me twice and refused a refund.",
     "Overpriced and not worth the money.",
 ]
+
+# Few-shot turns for the chat-model default: tweet-like, written for this project (not drawn from
+# any labelled corpus), with the hard cases the model should see once: sarcasm, negation, praise
+# after a problem. Label 1 = the customer is happy.
+TWEET_SHOTS = [
+    ("Just got my refund in 2 days, no questions asked. That's how you keep customers @ShopRite", 1),
+    ("@MetroCell no signal in my own kitchen for a week now. paying for what exactly??", 0),
+    ("oh wonderful, my 'express' parcel is now 'delayed' for the 4th day in a row. thanks a lot", 0),
+    ("Not gonna lie, the new update is actually not bad at all", 1),
+    ("The barista remembered my order after one visit, small thing but made my morning", 1),
+    ("Third time the app crashed mid-payment. Uninstalling.", 0),
+    ("Flight was delayed but the crew handled it so well, free snacks and constant updates. Respect", 1),
+    ("Still waiting on hold, 47 minutes and counting #customerservice", 0),
+]

@@ -1,9 +1,13 @@
 """`sentiment-analysis` / `text-classification`.
 
-With a fine-tuned sequence-classification checkpoint the model's own head decides. With none
-(the offline default) sentiment is zero-shot over sentence embeddings: each input is compared
-with hand-written positive and negative examples (`sentiment_examples.py`); the mean of its
-`k` best similarities per class, scaled and soft-maxed, gives the label probabilities.
+- A fine-tuned sequence-classification checkpoint (a Hugging Face folder with a head and
+  `id2label`): the model's own head decides.
+- A chat model (a GGUF file or catalog name; the default, `qwen2.5-coder-1.5b-instruct`):
+  few-shot label likelihoods (`chat_sentiment.py`).
+- A sentence-embedding model without a head (e.g. `all-minilm-l6-v2`: fast, less accurate):
+  each input is compared with hand-written positive and negative examples
+  (`sentiment_examples.py`); the mean of its `k` best similarities per class, scaled and
+  soft-maxed, gives the label probabilities.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from typing import Any
 
 import torch
 
-from brainwork.catalog import DEFAULT_EMBEDDING_MODEL
+from brainwork.catalog import DEFAULT_LABELLING_MODEL
+from brainwork.pipelines.chat_sentiment import LABELS, ChatSentiment
 from brainwork.pipelines.embeddings import load_encoder
 from brainwork.pipelines.inputs import as_text_list
 from brainwork.pipelines.sentiment_examples import NEGATIVE, POSITIVE
@@ -24,7 +29,15 @@ _K = 3
 
 class TextClassificationPipeline:
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
-        self.runner = load_encoder(model or DEFAULT_EMBEDDING_MODEL, **kwargs)
+        from brainwork.store import resolve_model
+
+        name = model or DEFAULT_LABELLING_MODEL
+        self.chat: ChatSentiment | None = None
+        if resolve_model(name).format == "gguf":
+            self.chat = ChatSentiment(name, **kwargs)
+            self.native, self.labels = False, list(LABELS)
+            return
+        self.runner = load_encoder(name, **kwargs)
         self.native = self.runner.config.is_sequence_classifier
         if self.native:
             self.labels = [self.runner.id2label[i] for i in range(len(self.runner.id2label))]
@@ -58,9 +71,11 @@ class TextClassificationPipeline:
         return results
 
     def _scores(self, texts: list[str], fn: str | None, truncation: bool | None) -> torch.Tensor:
+        if not self.native and fn not in (None, "softmax"):
+            raise ValueError("function_to_apply: zero-shot sentiment only gives softmax scores")
+        if self.chat is not None:
+            return self.chat.scores(texts, truncation)  # (N, 2)
         if not self.native:
-            if fn not in (None, "softmax"):
-                raise ValueError("function_to_apply: the zero-shot sentiment default only gives softmax scores")
             x = self.runner.embed(texts, normalize=True, truncation=truncation)  # (N, D)
             sims = [(x @ ex.T).topk(min(_K, ex.shape[0]), dim=-1).values.mean(-1) for ex in self._examples]
             return torch.softmax(_SCALE * torch.stack(sims, dim=-1), dim=-1)
