@@ -260,30 +260,29 @@ def _stream_error(e: Exception) -> str:
     return _sse(error_body(f"{type(e).__name__}: {e}" if kind == "server_error" else str(e), kind))
 
 
-# ---- chat chunks ---------------------------------------------------------------------------
-async def _chat_chunks(job: _Job, include_usage: bool) -> AsyncIterator[str]:
-    head = {"id": job.request_id, "object": "chat.completion.chunk", "created": job.created, "model": job.model}
-    for i in range(job.params.n):
-        yield _sse(
-            {
-                **head,
-                "choices": [
-                    {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
-                ],
-            }
-        )
+async def _sse_stream(
+    job: _Job,
+    head: dict[str, Any],
+    include_usage: bool,
+    choice_of: Callable[[int, CompletionOutput], dict[str, Any] | None],
+    opening: list[dict[str, Any]] | None = None,
+) -> AsyncIterator[str]:
+    """The SSE body both routes share: opening chunks, one chunk per choice delta that
+    `choice_of(prompt index, delta)` turns into a choice, the usage chunk if asked, `[DONE]`."""
+    for choice in opening or []:
+        yield _sse({**head, "choices": [choice]})
     completion_tokens = cached = 0
     try:
         async with contextlib.aclosing(job.outputs()) as outputs:
-            async for _, out in outputs:
+            async for p, out in outputs:
                 _raise_if_failed(out)
                 if out.finished and out.metrics is not None:
                     cached += out.metrics.num_cached_tokens
                 for c in out.outputs:
                     completion_tokens += len(c.token_ids)
-                    chunk = _chat_delta(c, job.top_k)
-                    if chunk is not None:
-                        yield _sse({**head, "choices": [chunk]})
+                    choice = choice_of(p, c)
+                    if choice is not None:
+                        yield _sse({**head, "choices": [choice]})
     except Exception as e:  # the status line has gone out: report in the stream, then end it
         yield _stream_error(e)
         yield _DONE
@@ -291,6 +290,16 @@ async def _chat_chunks(job: _Job, include_usage: bool) -> AsyncIterator[str]:
     if include_usage:
         yield _sse({**head, "choices": [], "usage": job.usage(completion_tokens, cached)})
     yield _DONE
+
+
+# ---- chat chunks ---------------------------------------------------------------------------
+def _chat_chunks(job: _Job, include_usage: bool) -> AsyncIterator[str]:
+    head = {"id": job.request_id, "object": "chat.completion.chunk", "created": job.created, "model": job.model}
+    roles = [
+        {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        for i in range(job.params.n)
+    ]
+    return _sse_stream(job, head, include_usage, lambda _, c: _chat_delta(c, job.top_k), roles)
 
 
 def _chat_delta(c: CompletionOutput, top: int | None) -> dict[str, Any] | None:
@@ -327,45 +336,32 @@ def _token_info(lp: Logprob) -> dict[str, Any]:
 
 
 # ---- completion chunks -----------------------------------------------------------------------
-async def _completion_chunks(job: _Job, echo: list[str], include_usage: bool) -> AsyncIterator[str]:
+def _completion_chunks(job: _Job, echo: list[str], include_usage: bool) -> AsyncIterator[str]:
     head = {"id": job.request_id, "object": "text_completion", "created": job.created, "model": job.model}
-    n = job.params.n
-    offsets = {i: 0 for i in range(len(job.prompts) * n)}
+    offsets = {i: 0 for i in range(len(job.prompts) * job.params.n)}
     echoed: set[int] = set()
-    completion_tokens = cached = 0
-    try:
-        async with contextlib.aclosing(job.outputs()) as outputs:
-            async for p, out in outputs:
-                _raise_if_failed(out)
-                if out.finished and out.metrics is not None:
-                    cached += out.metrics.num_cached_tokens
-                for c in out.outputs:
-                    index = job.choice_index(p, c.index)
-                    completion_tokens += len(c.token_ids)
-                    finish = _FINISH.get(c.finish_reason or "", c.finish_reason)
-                    if finish == "abort":
-                        continue
-                    text = c.text
-                    if echo[p] and index not in echoed:
-                        echoed.add(index)
-                        text = echo[p] + text
-                    lps = None
-                    if job.top_k is not None and c.logprobs:
-                        lps = _completion_logprobs(c.logprobs, job.top_k, offsets[index])
-                        offsets[index] += sum(len(t) for t in lps["tokens"])
-                    if not text and finish is None and lps is None:
-                        continue
-                    choice = {"index": index, "text": text, "logprobs": lps, "finish_reason": finish}
-                    if finish is not None:
-                        choice["stop_reason"] = c.stop_reason
-                    yield _sse({**head, "choices": [choice]})
-    except Exception as e:
-        yield _stream_error(e)
-        yield _DONE
-        return
-    if include_usage:
-        yield _sse({**head, "choices": [], "usage": job.usage(completion_tokens, cached)})
-    yield _DONE
+
+    def choice_of(p: int, c: CompletionOutput) -> dict[str, Any] | None:
+        index = job.choice_index(p, c.index)
+        finish = _FINISH.get(c.finish_reason or "", c.finish_reason)
+        if finish == "abort":
+            return None
+        text = c.text
+        if echo[p] and index not in echoed:
+            echoed.add(index)
+            text = echo[p] + text
+        lps = None
+        if job.top_k is not None and c.logprobs:
+            lps = _completion_logprobs(c.logprobs, job.top_k, offsets[index])
+            offsets[index] += sum(len(t) for t in lps["tokens"])
+        if not text and finish is None and lps is None:
+            return None
+        choice = {"index": index, "text": text, "logprobs": lps, "finish_reason": finish}
+        if finish is not None:
+            choice["stop_reason"] = c.stop_reason
+        return choice
+
+    return _sse_stream(job, head, include_usage, choice_of)
 
 
 def _completion_logprobs(entries: list[dict[int, Logprob]], top: int | None, offset: int) -> dict[str, Any]:
