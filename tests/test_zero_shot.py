@@ -40,7 +40,7 @@ def test_obvious_topics(zero_shot) -> None:
 
 def test_one_forward_pass_per_input_for_all_labels(zero_shot) -> None:
     added: list[int] = []
-    engine = zero_shot.llm.engine
+    engine = zero_shot.method.llm.engine
     original = engine.add_request
 
     def counting(*args, **kwargs):
@@ -82,7 +82,7 @@ def test_bad_labels_are_named(zero_shot, labels, kwargs, message) -> None:
 
 
 def test_bad_inputs_are_named(zero_shot) -> None:
-    with pytest.raises(ValueError, match=r"inputs\[1\]"):
+    with pytest.raises(ValueError, match=r"sequences\[1\]"):
         zero_shot(["fine", ""], ["a", "b"])
 
 

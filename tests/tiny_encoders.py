@@ -23,6 +23,15 @@ ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
     "roberta-cls": ("RobertaForSequenceClassification", {"id2label": {0: "neg", 1: "pos"}}),
     "distilbert": ("DistilBertModel", {}),
     "distilbert-cls": ("DistilBertForSequenceClassification", {"num_labels": 4, "activation": "relu"}),
+    # an NLI head whose entailment label is not the last, as in MNLI checkpoints
+    "bert-nli": (
+        "BertForSequenceClassification",
+        {
+            "id2label": {0: "ENTAILMENT", 1: "neutral", 2: "contradiction"},
+            "label2id": {"ENTAILMENT": 0, "neutral": 1, "contradiction": 2},
+        },
+    ),
+    "cross-encoder": ("BertForSequenceClassification", {"num_labels": 1}),
 }
 
 
@@ -34,7 +43,9 @@ def write_tokenizer(folder: Path, max_length: int | None = None) -> None:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
     )
     if max_length is not None:  # like published tokenizer.json files that carry a truncation
         tok.enable_truncation(max_length=max_length)

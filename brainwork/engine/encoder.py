@@ -25,6 +25,8 @@ from brainwork.models.encoder_config import EncoderConfig
 
 # Outputs of one batch for each of its rows: (B, T, H) hidden + (B, T) mask -> B tensors.
 _BatchFn = Callable[[torch.Tensor, torch.Tensor], Sequence[torch.Tensor]]
+# One input: a text, or a (text, text_pair) pair as cross-encoders and NLI models read them.
+TextInput = str | tuple[str, str]
 
 
 class EncoderRunner:
@@ -66,7 +68,8 @@ class EncoderRunner:
 
         self._tokenizer = _load_tokenizer(model_dir, layout.do_lower_case if layout else False)
         self._truncating = Tokenizer.from_str(self._tokenizer.to_str())
-        self._truncating.enable_truncation(max_length=self.max_length)
+        # A pair is cut from its longer side first (transformers' "longest_first").
+        self._truncating.enable_truncation(max_length=self.max_length, strategy="longest_first")
 
         with torch.device("meta"):
             self.model = BertEncoder(self._config, dtype=dtype)
@@ -110,8 +113,8 @@ class EncoderRunner:
 
         return self._run(texts, truncation, unpadded)
 
-    def classify_logits(self, texts: list[str], truncation: bool | None = None) -> torch.Tensor:
-        """Sequence-classification logits (N, num_labels)."""
+    def classify_logits(self, texts: Sequence[TextInput], truncation: bool | None = None) -> torch.Tensor:
+        """Sequence-classification logits (N, num_labels); an input may be a (text, text_pair)."""
         if self.model.head is None:
             architectures = ", ".join(self._config.architectures) or "no architectures"
             raise ModelFormatError(f"this folder ({architectures}) is not a sequence-classification checkpoint")
@@ -120,7 +123,7 @@ class EncoderRunner:
             return torch.empty(0, self._config.num_labels, device=self.device)
         return torch.stack(rows)
 
-    def _run(self, texts: list[str], truncation: bool | None, fn: _BatchFn) -> list[torch.Tensor]:
+    def _run(self, texts: Sequence[TextInput], truncation: bool | None, fn: _BatchFn) -> list[torch.Tensor]:
         encodings = self._encode(texts, self.truncation if truncation is None else truncation)
         out: list[torch.Tensor | None] = [None] * len(encodings)
         batches = plan_batches([len(e.ids) for e in encodings], self.token_budget)
@@ -132,11 +135,14 @@ class EncoderRunner:
                     out[i] = row
         return [row for row in out if row is not None]
 
-    def _encode(self, texts: list[str], truncation: bool, check_length: bool = True) -> list[Encoding]:
+    def _encode(self, texts: Sequence[TextInput], truncation: bool, check_length: bool = True) -> list[Encoding]:
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise ValueError(f"texts must be a list of str, got {type(texts).__name__}")
         for i, text in enumerate(texts):
-            if not isinstance(text, str):
+            if isinstance(text, tuple):
+                if len(text) != 2 or not all(isinstance(t, str) for t in text):
+                    raise ValueError(f"texts[{i}] must be a (text, text_pair) pair of str, got {text!r:.80}")
+            elif not isinstance(text, str):
                 raise ValueError(f"texts[{i}] must be str, got {type(text).__name__}")
         if not texts:
             return []

@@ -13,6 +13,11 @@ _TASKS: dict[str, tuple[str, str]] = {
     "sentiment-analysis": ("brainwork.pipelines.text_classification", "TextClassificationPipeline"),
     "text-classification": ("brainwork.pipelines.text_classification", "TextClassificationPipeline"),
     "zero-shot-classification": ("brainwork.pipelines.zero_shot", "ZeroShotClassificationPipeline"),
+    "rerank": ("brainwork.pipelines.rerank", "RerankPipeline"),
+    "sentence-similarity": ("brainwork.pipelines.rerank", "SentenceSimilarityPipeline"),
+    "text-to-speech": ("brainwork.pipelines.text_to_speech", "TextToSpeechPipeline"),
+    "automatic-speech-recognition": ("brainwork.pipelines.speech_recognition", "SpeechRecognitionPipeline"),
+    "image-classification": ("brainwork.pipelines.image_classification", "ImageClassificationPipeline"),
 }
 
 TASKS = tuple(sorted(_TASKS))

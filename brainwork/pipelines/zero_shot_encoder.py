@@ -1,0 +1,64 @@
+"""Zero-shot labels from an encoder: an NLI checkpoint natively, or sentence-embedding similarity.
+
+- NLI (a `*ForSequenceClassification` folder whose labels include "entailment"), as Hugging Face
+  does it: every (text, hypothesis) pair of every label goes through the encoder in one batched
+  call (the length-sorted batcher packs them), then the entailment logits are soft-maxed across
+  labels (single label) or entailment vs contradiction per label (`multi_label`, or one label).
+- Embeddings (a sentence-embedding model without a head, e.g. `all-minilm-l6-v2`): cosine
+  between the text and each filled-in hypothesis, soft-maxed with a temperature (single label);
+  with `multi_label` each label gets its cosine clipped to [0, 1] (a similarity, not a
+  probability).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from brainwork.engine.encoder import EncoderRunner
+from brainwork.errors import ModelFormatError
+
+# Cosines of one text to label hypotheses differ by a few hundredths; 1/0.05 turns a 0.05 lead
+# into e^1 odds, close to how often MiniLM's first choice is right on topic labels.
+EMBEDDING_TEMPERATURE = 0.05
+
+
+class NliZeroShot:
+    def __init__(self, runner: EncoderRunner) -> None:
+        cfg = runner.config
+        names = {name.lower(): i for i, name in cfg.id2label.items()}
+        # transformers' rule: the first label spelled entail*, else the last label.
+        self.entailment = next((i for n, i in sorted(names.items(), key=lambda x: x[1]) if n.startswith("entail")), -1)
+        if self.entailment == -1:
+            self.entailment = cfg.num_labels - 1
+        self.contradiction = cfg.num_labels - 1 if self.entailment == 0 else 0
+        if cfg.num_labels < 2:
+            raise ModelFormatError(f"an NLI model needs at least 2 labels, this one has {cfg.num_labels}")
+        self.runner = runner
+
+    def scores(
+        self, texts: list[str], labels: list[str], template: str, multi_label: bool, truncation: bool | None
+    ) -> torch.Tensor:
+        pairs = [(text, template.format(label)) for text in texts for label in labels]
+        logits = self.runner.classify_logits(pairs, truncation=truncation).float()  # (N * L, C)
+        logits = logits.view(len(texts), len(labels), -1)  # (N, L, C)
+        if multi_label or len(labels) == 1:
+            two = logits[..., [self.contradiction, self.entailment]]  # (N, L, 2)
+            return torch.softmax(two, dim=-1)[..., 1]
+        return torch.softmax(logits[..., self.entailment], dim=-1)  # (N, L)
+
+
+class EmbeddingZeroShot:
+    def __init__(self, runner: EncoderRunner, temperature: float = EMBEDDING_TEMPERATURE) -> None:
+        if runner.pooling_modes is None:
+            raise ModelFormatError("this sentence-transformers folder has no Pooling module")
+        self.runner, self.temperature = runner, temperature
+
+    def scores(
+        self, texts: list[str], labels: list[str], template: str, multi_label: bool, truncation: bool | None
+    ) -> torch.Tensor:
+        x = self.runner.embed(texts, normalize=True, truncation=truncation)  # (N, D)
+        h = self.runner.embed([template.format(label) for label in labels], normalize=True)  # (L, D)
+        cos = x @ h.T  # (N, L)
+        if multi_label:
+            return cos.clamp(0.0, 1.0)
+        return torch.softmax(cos / self.temperature, dim=-1)
