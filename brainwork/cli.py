@@ -139,6 +139,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from brainwork.cli_serve import add_parser as add_serve  # argparse only; uvicorn loads when it runs
 
     add_serve(sub)
+    from brainwork.cli_rag import add_parsers as add_rag  # argparse only; the store loads when it runs
+
+    add_rag(sub)
     return parser
 
 
@@ -151,6 +154,10 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         from brainwork.cli_tasks import cmd_embed
 
         return cmd_embed
+    if name in ("rag", "rec"):
+        from brainwork import cli_rag
+
+        return {"rag": cli_rag.cmd_rag, "rec": cli_rag.cmd_rec}[name]
     if name == "serve":
         from brainwork.cli_serve import cmd_serve
 

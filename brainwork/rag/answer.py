@@ -1,0 +1,183 @@
+"""Answers from retrieved chunks: a prompt that fits the chat model's window, numbered sources,
+citations `[n]` mapped back to file and chunk, and "I don't know" when nothing relevant is found.
+
+The refusal is decided before generation, from the best cosine between the question and any
+chunk (below `min_cosine` the store holds nothing on the subject), so a small model is never
+asked to answer from unrelated text, where it would invent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from brainwork.rag.search import Hit, Results, Searcher
+from brainwork.rag.store import Where
+
+I_DONT_KNOW = "I don't know: nothing in the collection is relevant to the question."
+DEFAULT_MIN_COSINE = 0.3
+
+SYSTEM = (
+    "You answer questions using only the numbered sources you are given. After each fact, write the "
+    "number of the source it comes from in square brackets, like [1]. If the sources do not contain "
+    'the answer, reply "I don\'t know".'
+)
+
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+@dataclass(frozen=True)
+class Source:
+    number: int  # as the prompt numbers it: [number]
+    source: str
+    chunk: int
+    score: float
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "source": self.source,
+            "chunk": self.chunk,
+            "score": self.score,
+            "text": self.text,
+        }
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    sources: list[Source]  # every chunk the prompt carried, numbered
+    refused: bool = False  # True: retrieval found nothing relevant, no generation ran
+    best_cosine: float = 0.0
+
+    @property
+    def cited(self) -> list[Source]:
+        """The sources the answer cites, in order of first citation."""
+        return [self.sources[n - 1] for n in cited_numbers(self.text, len(self.sources))]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "best_cosine": self.best_cosine,
+            "sources": [s.as_dict() for s in self.sources],
+            "citations": [s.number for s in self.cited],
+        }
+
+
+def cited_numbers(text: str, count: int) -> list[int]:
+    """Numbers in `[n]` or `[n, m]` markers that name one of the `count` sources, first use order."""
+    seen: dict[int, None] = {}
+    for group in _CITATION.findall(text):
+        for part in group.split(","):
+            n = int(part)
+            if 1 <= n <= count:
+                seen.setdefault(n, None)
+    return list(seen)
+
+
+def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:
+    blocks = [f"[{i}] (from {_short(h.source)}, chunk {h.chunk})\n{h.text}" for i, h in enumerate(hits, 1)]
+    user = (
+        "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}\n"
+        "Answer in one or two sentences and cite the source number in square brackets, like [1]."
+    )
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def fit_prompt(
+    encode: Callable[[list[dict[str, str]]], list[int]], question: str, hits: list[Hit], window: int, max_tokens: int
+) -> tuple[list[int], list[Hit]]:
+    """Prompt token ids and the hits they carry: the lowest-ranked hits are dropped until the prompt
+    plus `max_tokens` of answer fit in `window`. Raises ValueError if the question alone does not."""
+    kept = list(hits)
+    while True:
+        ids = encode(build_messages(question, kept))
+        if len(ids) + max_tokens <= window:
+            return ids, kept
+        if not kept:
+            raise ValueError(
+                f"question: {len(ids)} prompt tokens + {max_tokens} answer tokens do not fit the "
+                f"{window}-token context window even without sources"
+            )
+        kept.pop()
+
+
+@dataclass
+class Prepared:
+    question: str
+    results: Results
+    prompt_ids: list[int] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    refused: bool = False
+
+
+class Answerer:
+    """Retrieval plus a chat model. `llm` is a `brainwork.LLM` (used for its tokenizer and window,
+    and to generate unless a caller drives its own engine, as the server does)."""
+
+    def __init__(
+        self,
+        searcher: Searcher,
+        llm: Any,
+        k: int = 4,
+        min_cosine: float = DEFAULT_MIN_COSINE,
+        max_tokens: int = 160,
+    ) -> None:
+        self.searcher, self.llm, self.k, self.min_cosine, self.max_tokens = searcher, llm, k, min_cosine, max_tokens
+
+    def prepare(self, question: str, where: Where | None = None, max_tokens: int | None = None) -> Prepared:
+        results = self.searcher.run(question, self.k, where)
+        if not results.hits or results.best_cosine < self.min_cosine:
+            return Prepared(question, results, refused=True)
+        budget = max_tokens or self.max_tokens
+        ids, kept = fit_prompt(self.llm.encode_chat, question, results.hits, self.llm.max_model_len, budget)
+        sources = [Source(i, h.source, h.chunk, h.score, h.text) for i, h in enumerate(kept, 1)]
+        return Prepared(question, results, ids, sources)
+
+    def sampling(self, max_tokens: int | None = None, temperature: float = 0.0, seed: int | None = None) -> Any:
+        from brainwork.sampling_params import SamplingParams
+
+        return SamplingParams(max_tokens=max_tokens or self.max_tokens, temperature=temperature, seed=seed)
+
+    def ask(self, question: str, where: Where | None = None, **sampling: Any) -> Answer:
+        chunks = self.stream(question, where, **sampling)
+        text = "".join(chunks)
+        return chunks.answer(text)
+
+    def stream(self, question: str, where: Where | None = None, **sampling: Any) -> AnswerStream:
+        prepared = self.prepare(question, where, sampling.get("max_tokens"))
+        return AnswerStream(self, prepared, sampling)
+
+
+class AnswerStream:
+    """Iterate for the answer's text deltas; `.sources` is known before the first one."""
+
+    def __init__(self, answerer: Answerer, prepared: Prepared, sampling: dict[str, Any]) -> None:
+        self.prepared, self.sources = prepared, prepared.sources
+        self._answerer, self._sampling = answerer, sampling
+
+    def __iter__(self) -> Iterator[str]:
+        if self.prepared.refused:
+            yield I_DONT_KNOW
+            return
+        params = self._answerer.sampling(**self._sampling)
+        for out in self._answerer.llm.stream({"prompt_token_ids": self.prepared.prompt_ids}, params):
+            for c in out.outputs:
+                if c.text:
+                    yield c.text
+
+    def answer(self, text: str) -> Answer:
+        p = self.prepared
+        return Answer(p.question, text.strip(), p.sources, p.refused, p.results.best_cosine)
+
+
+def _short(source: str) -> str:
+    """The last two parts of a path: enough to tell sources apart, few tokens."""
+    parts = source.replace("\\", "/").rstrip("/").split("/")
+    return "/".join(parts[-2:])

@@ -1,0 +1,109 @@
+"""Cutting text into chunks of at most `max_tokens` tokens of the embedding model, with overlap.
+
+Paragraphs stay whole when they fit; a chunk ends at a paragraph boundary once it is at least
+half full, rather than cutting the next paragraph. A paragraph that cannot fit is split at
+sentence ends, and a sentence longer than a chunk at word boundaries. The next chunk repeats the
+previous chunk's last sentences up to `overlap` tokens, so a fact cut at a boundary is whole in
+one of the two.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=\S)")
+
+CountTokens = Callable[[list[str]], list[int]]  # texts -> token counts, without special tokens
+
+
+@dataclass(frozen=True)
+class _Unit:
+    paragraph: int
+    text: str
+    tokens: int
+
+
+class Chunker:
+    def __init__(self, count_tokens: CountTokens, max_tokens: int = 200, overlap: int = 40) -> None:
+        if max_tokens < 16:
+            raise ValueError(f"max_tokens must be >= 16, got {max_tokens}")
+        if not 0 <= overlap < max_tokens // 2:
+            raise ValueError(f"overlap must be in [0, max_tokens / 2), got {overlap}")
+        self.count, self.max_tokens, self.overlap = count_tokens, max_tokens, overlap
+
+    @property
+    def signature(self) -> str:
+        """Part of a document's content hash: other settings re-chunk an unchanged file."""
+        return f"chunks{self.max_tokens}/{self.overlap}"
+
+    def split(self, text: str) -> list[str]:
+        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+        paragraphs = [p for p in paragraphs if p]
+        if not paragraphs:
+            return []
+        sizes = self.count(paragraphs)
+        chunks: list[list[_Unit]] = []
+        current: list[_Unit] = []
+        for i, (para, size) in enumerate(zip(paragraphs, sizes, strict=True)):
+            used = sum(u.tokens for u in current)
+            if used + size <= self.max_tokens:
+                current.append(_Unit(i, para, size))
+                continue
+            if size <= self.max_tokens and used >= self.max_tokens // 2:
+                chunks.append(current)
+                current = [*self._carry(current, size), _Unit(i, para, size)]
+                continue
+            for unit in self._sentences(i, para):
+                if sum(u.tokens for u in current) + unit.tokens > self.max_tokens and current:
+                    chunks.append(current)
+                    current = self._carry(current, unit.tokens)
+                current.append(unit)
+        if current:
+            chunks.append(current)
+        return [_join(c) for c in chunks]
+
+    def _carry(self, previous: list[_Unit], incoming: int) -> list[_Unit]:
+        """The last units of `previous` within the overlap budget (never all of it), if the
+        incoming unit still fits after them."""
+        tail: list[_Unit] = []
+        total = 0
+        for unit in reversed(previous[1:]):
+            if total + unit.tokens > self.overlap:
+                break
+            tail.insert(0, unit)
+            total += unit.tokens
+        return tail if total + incoming <= self.max_tokens else []
+
+    def _sentences(self, paragraph: int, text: str) -> list[_Unit]:
+        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+        sizes = self.count(sentences)
+        units: list[_Unit] = []
+        for sentence, size in zip(sentences, sizes, strict=True):
+            if size <= self.max_tokens:
+                units.append(_Unit(paragraph, sentence, size))
+            else:
+                units += self._words(paragraph, sentence, size)
+        return units
+
+    def _words(self, paragraph: int, text: str, size: int) -> list[_Unit]:
+        """A sentence over the limit, cut at word boundaries into pieces that fit."""
+        words = text.split()
+        pieces = max(2, -(-size // (self.max_tokens - 8)))
+        while True:
+            step = -(-len(words) // pieces)
+            parts = [" ".join(words[j : j + step]) for j in range(0, len(words), step)]
+            counts = self.count(parts)
+            if max(counts) <= self.max_tokens or step == 1:
+                return [_Unit(paragraph, p, c) for p, c in zip(parts, counts, strict=True)]
+            pieces += 1
+
+
+def _join(units: list[_Unit]) -> str:
+    out = ""
+    for i, unit in enumerate(units):
+        if i:
+            out += "\n\n" if unit.paragraph != units[i - 1].paragraph else " "
+        out += unit.text
+    return out
