@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve the OpenAI-compatible HTTP API",
         description="Serve a chat model and an embedding model over the OpenAI API (/v1/chat/completions, "
-        "/v1/completions, /v1/embeddings, /v1/models) plus /health, /metrics, /tokenize and /detokenize. "
+        "/v1/completions, /v1/embeddings, /v1/models), /classify, /v1/rerank and /v1/score, plus /health, "
+        "/metrics, /tokenize and /detokenize. "
         "The port opens at once; /health answers 503 until the models are loaded.",
     )
     p.add_argument("-m", "--model", default=DEFAULT_CHAT_MODEL, help=f"chat model (default: {DEFAULT_CHAT_MODEL})")
@@ -22,6 +23,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--embedding-model",
         default=DEFAULT_EMBEDDING_MODEL,
         help=f"embedding model, or 'none' (default: {DEFAULT_EMBEDDING_MODEL})",
+    )
+    p.add_argument(
+        "--classifier-model",
+        metavar="NAME",
+        help="model behind /classify: a fine-tuned classifier, an NLI model, a chat model (sentiment by label "
+        "likelihoods) or an embedding model, or 'none' (default: the embedding model)",
+    )
+    p.add_argument(
+        "--rerank-model",
+        metavar="NAME",
+        help="model behind /v1/rerank and /v1/score: a cross-encoder or an embedding model, or 'none' "
+        "(default: the embedding model)",
     )
     p.add_argument("--served-model-name", metavar="NAME", help="the chat model's name in the API (default: --model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -85,6 +98,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         model=args.model,
         embedding_model=args.embedding_model,
+        classifier_model=args.classifier_model,
+        rerank_model=args.rerank_model,
         served_model_name=args.served_model_name,
         api_keys=keys,
         max_concurrent=args.max_concurrent,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from brainwork.catalog import DEFAULT_LABELLING_MODEL
+from brainwork.engine.encoder import EncoderRunner
 from brainwork.pipelines.chat_sentiment import LABELS, ChatSentiment
 from brainwork.pipelines.embeddings import load_encoder
 from brainwork.pipelines.inputs import as_text_list
@@ -28,16 +29,17 @@ _K = 3
 
 
 class TextClassificationPipeline:
-    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, model: str | None = None, *, runner: EncoderRunner | None = None, **kwargs: Any) -> None:
+        """`runner`: an encoder already loaded (e.g. shared with other tasks) instead of `model`."""
         from brainwork.store import resolve_model
 
         name = model or DEFAULT_LABELLING_MODEL
         self.chat: ChatSentiment | None = None
-        if resolve_model(name).format == "gguf":
+        if runner is None and resolve_model(name).format == "gguf":
             self.chat = ChatSentiment(name, **kwargs)
             self.native, self.labels = False, list(LABELS)
             return
-        self.runner = load_encoder(name, **kwargs)
+        self.runner = runner or load_encoder(name, **kwargs)
         self.native = self.runner.config.is_sequence_classifier
         if self.native:
             self.labels = [self.runner.id2label[i] for i in range(len(self.runner.id2label))]

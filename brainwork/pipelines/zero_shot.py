@@ -22,15 +22,16 @@ DEFAULT_TEMPLATE = "This example is {}."
 
 
 class ZeroShotClassificationPipeline:
-    def __init__(self, model: str | None = None, *, llm: Any = None, **kwargs: Any) -> None:
+    def __init__(self, model: str | None = None, *, llm: Any = None, runner: Any = None, **kwargs: Any) -> None:
         """Chat models take `calibrate` (divide out the label prior, default True),
         `max_text_tokens` (keep the first N tokens of each input) and the `LLM` arguments;
-        encoder models take the `EncoderRunner` arguments (`truncation`, `token_budget`)."""
+        encoder models take the `EncoderRunner` arguments (`truncation`, `token_budget`).
+        `llm` / `runner`: a model already loaded, used instead of `model`."""
         from brainwork.store import resolve_model
 
         name = model or DEFAULT_LABELLING_MODEL
         self.method: Any
-        if llm is not None or resolve_model(name).format == "gguf":
+        if llm is not None or (runner is None and resolve_model(name).format == "gguf"):
             from brainwork.pipelines.zero_shot_chat import ChatZeroShot
 
             self.method, self.kind = ChatZeroShot(name, llm=llm, **kwargs), "chat"
@@ -38,7 +39,7 @@ class ZeroShotClassificationPipeline:
         from brainwork.pipelines.embeddings import load_encoder
         from brainwork.pipelines.zero_shot_encoder import EmbeddingZeroShot, NliZeroShot
 
-        runner = load_encoder(name, **kwargs)
+        runner = runner or load_encoder(name, **kwargs)
         if runner.config.is_sequence_classifier:
             self.method, self.kind = NliZeroShot(runner), "nli"
         else:

@@ -25,11 +25,10 @@ EMBEDDING_TEMPERATURE = 0.05
 class NliZeroShot:
     def __init__(self, runner: EncoderRunner) -> None:
         cfg = runner.config
-        names = {name.lower(): i for i, name in cfg.id2label.items()}
+        entail = [i for i, name in sorted(cfg.id2label.items()) if name.lower().startswith("entail")]
+        self.is_nli = bool(entail)
         # transformers' rule: the first label spelled entail*, else the last label.
-        self.entailment = next((i for n, i in sorted(names.items(), key=lambda x: x[1]) if n.startswith("entail")), -1)
-        if self.entailment == -1:
-            self.entailment = cfg.num_labels - 1
+        self.entailment = entail[0] if entail else cfg.num_labels - 1
         self.contradiction = cfg.num_labels - 1 if self.entailment == 0 else 0
         if cfg.num_labels < 2:
             raise ModelFormatError(f"an NLI model needs at least 2 labels, this one has {cfg.num_labels}")

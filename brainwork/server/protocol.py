@@ -112,6 +112,44 @@ class DetokenizeRequest(_Body):
     tokens: list[TokenId]
 
 
+MAX_TASK_ITEMS = 2048  # inputs, documents or pairs in one task request, as OpenAI's embeddings
+
+
+class ClassifyRequest(_Body):
+    """vLLM's /classify, plus `labels` for zero-shot classification."""
+
+    model: str | None = None
+    input: str | list[Any] = Field(description="a text or a list of texts; a bad item gets its own error entry")
+    labels: list[str] | None = Field(None, description="candidate labels: zero-shot classification")
+    hypothesis_template: str = "This example is {}."
+    multi_label: bool = False
+    truncation: bool | None = Field(None, description="cut over-long inputs instead of reporting them")
+
+
+class TextDocument(_Body):
+    text: str
+
+
+class RerankRequest(_Body):
+    """The rerank shape of Jina, Cohere and vLLM."""
+
+    model: str | None = None
+    query: str
+    documents: list[Any] = Field(description="texts (or {'text': ...}); a bad item is listed under 'errors'")
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = True
+    truncation: bool | None = None
+
+
+class ScoreRequest(_Body):
+    """vLLM's /v1/score: text_1 against each of text_2 (1:N), or pair by pair (N:N)."""
+
+    model: str | None = None
+    text_1: str | list[Any]
+    text_2: str | list[Any]
+    truncation: bool | None = None
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str

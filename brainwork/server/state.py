@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from brainwork.engine.async_engine import AsyncLLMEngine
     from brainwork.engine.encoder import EncoderRunner
     from brainwork.llm import LLM
+    from brainwork.server.tasks import TaskModels
 
 log = logging.getLogger("brainwork.server")
 
@@ -30,6 +31,8 @@ log = logging.getLogger("brainwork.server")
 class ServerConfig:
     model: str | None = None  # None: the default chat model
     embedding_model: str | None = None  # None: the default embedding model; "none": no embeddings
+    classifier_model: str | None = None  # /classify; None: the embedding model; "none": no /classify
+    rerank_model: str | None = None  # /v1/rerank and /v1/score; None: the embedding model; "none": off
     served_model_name: str | None = None
     api_keys: list[str] = field(default_factory=list)
     max_concurrent: int = 64
@@ -47,12 +50,15 @@ class ServerState:
         self.chat_name = config.served_model_name or self.chat_source
         embed = config.embedding_model or DEFAULT_EMBEDDING_MODEL
         self.embed_name: str | None = None if embed.lower() == "none" else embed
+        self.classifier_name = _task_model(config.classifier_model, self.embed_name)
+        self.rerank_name = _task_model(config.rerank_model, self.embed_name)
         self.created = int(time.time())
         self.generation = Admission(config.max_concurrent, config.max_queue)
         self.embedding = Admission(config.max_concurrent, config.max_queue)
         self.llm: LLM | None = None
         self.engine: AsyncLLMEngine | None = None
         self.encoder: EncoderRunner | None = None
+        self.tasks: TaskModels | None = None
         self.load_error: str | None = None
         self._ready = threading.Event()
         self._encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="brainwork-embed")  # one forward at a time
@@ -67,6 +73,7 @@ class ServerState:
         from brainwork.engine.async_engine import AsyncLLMEngine
         from brainwork.llm import LLM
         from brainwork.pipelines.embeddings import load_encoder
+        from brainwork.server.tasks import TaskModels
 
         t0 = time.perf_counter()
         args = {"progress": False, **self.config.engine_args}
@@ -75,6 +82,8 @@ class ServerState:
         if self.embed_name is not None:
             self.encoder = load_encoder(self.embed_name)
             log.info("embedding model %s loaded", self.embed_name)
+        shared = {self.embed_name: self.encoder} if self.encoder is not None and self.embed_name else {}
+        self.tasks = TaskModels.load(self.classifier_name, self.rerank_name, shared)
         self.engine = AsyncLLMEngine(self.llm.engine)
         self.engine.start()
         self._ready.set()
@@ -135,8 +144,27 @@ class ServerState:
     async def run_encoder(self, fn: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._encoder_thread, fn)
 
+    def task_model(self, model: str | None, task: str) -> TaskModels:
+        """The task models, after checking that `model` names the one serving `task`
+        ("classify" or "rerank")."""
+        self.require_ready()
+        assert self.tasks is not None
+        name = self.tasks.classifier_name if task == "classify" else self.tasks.pair_name
+        if name is None:
+            flag = "--classifier-model" if task == "classify" else "--rerank-model"
+            raise APIError(404, f"this server has no {task} model (started with {flag} none)", param="model")
+        if model is not None and model != name:
+            if model in self.model_names():
+                raise APIError(400, f"model {model!r} does not serve {task}; {name!r} does", param="model")
+            raise self._unknown(model)
+        return self.tasks
+
     def model_names(self) -> list[str]:
-        return [self.chat_name] + ([self.embed_name] if self.embed_name else [])
+        names = [self.chat_name] + ([self.embed_name] if self.embed_name else [])
+        for name in (self.classifier_name, self.rerank_name):
+            if name is not None and name not in names:
+                names.append(name)
+        return names
 
     def _unknown(self, model: str) -> APIError:
         return APIError(
@@ -145,3 +173,9 @@ class ServerState:
             param="model",
             code="model_not_found",
         )
+
+
+def _task_model(chosen: str | None, embed_name: str | None) -> str | None:
+    if chosen is None:
+        return embed_name
+    return None if chosen.lower() == "none" else chosen
