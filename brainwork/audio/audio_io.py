@@ -17,7 +17,7 @@ from typing import Any
 import av
 import numpy as np
 
-from brainwork.media_errors import AudioDecodeError, SampleRateError, UnsupportedFormatError
+from brainwork.media_errors import AudioDecodeError, MediaInputError, SampleRateError, UnsupportedFormatError
 
 MIN_RATE = 4_000  # below telephone band: no speech model can use it
 MAX_RATE = 384_000  # the highest rate audio interfaces record at
@@ -94,7 +94,7 @@ def decode_audio(
                     raise AudioDecodeError(f"{field}: longer than {MAX_DECODED_SECONDS // 3600} hours")
             for out in resampler.resample(None):  # flush the resampler's tail
                 chunks.append(out.to_ndarray().reshape(-1))
-    except AudioDecodeError:
+    except MediaInputError:  # ours, already naming the field (a ValueError too)
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as e:
         raise AudioDecodeError(f"{field}: not a readable audio file ({type(e).__name__}: {e})") from None
@@ -117,7 +117,7 @@ def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+    return np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
 
 
 def wav_header(rate: int, n_samples: int | None) -> bytes:

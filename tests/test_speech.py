@@ -1,0 +1,174 @@
+"""Speech out and in: Piper voice -> Whisper tiny.en round trip, audio codecs, and bad input.
+
+Real models from their PyPI packages (`piper-en-us-joe`, `whisper-tiny.en`); the word error rate
+is measured with `jiwer`.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import jiwer
+import numpy as np
+import pytest
+
+from brainwork.audio.audio_io import StreamEncoder, decode_audio, encode_audio, resample, wav_header
+from brainwork.audio.tts import MAX_INPUT_CHARS
+from brainwork.media_errors import (
+    AudioDecodeError,
+    MediaInputError,
+    SampleRateError,
+    TextInputError,
+    UnknownVoiceError,
+    UnsupportedFormatError,
+)
+from brainwork.pipelines import pipeline
+from tests.speech_sentences import SENTENCES
+
+_NUMBERS = dict(
+    enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    )
+)
+
+
+def normalize(text: str) -> str:
+    """Lower case, no punctuation, small numbers as words (Whisper writes 'ten' as '10')."""
+    words = re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+    return " ".join(_NUMBERS.get(int(w), w) if w.isdigit() else w for w in words)
+
+
+@pytest.fixture(scope="module")
+def tts():
+    return pipeline("text-to-speech", model="piper-en-us-joe")
+
+
+@pytest.fixture(scope="module")
+def asr():
+    return pipeline("automatic-speech-recognition", model="whisper-tiny.en")
+
+
+@pytest.fixture(scope="module")
+def spoken(tts) -> list[np.ndarray]:
+    """Each sentence synthesised once: float32 at 22,050 Hz."""
+    out = [tts(s) for s in SENTENCES]
+    assert all(o["sampling_rate"] == 22050 and o["audio"].dtype == np.float32 for o in out)
+    return [o["audio"] for o in out]
+
+
+def test_round_trip_word_error_rate_at_most_10_percent(asr, spoken):
+    hyps = [asr(a, sampling_rate=22050)["text"] for a in spoken]
+    wer = jiwer.wer([normalize(s) for s in SENTENCES], [normalize(h) for h in hyps])
+    print(f"round-trip WER over {len(SENTENCES)} sentences: {wer:.4f}")
+    assert wer <= 0.10, list(zip(SENTENCES, hyps, strict=True))
+
+
+def test_long_audio_is_transcribed_window_by_window(asr, spoken):
+    # ~50 s: past Whisper's 30 s window, so the later sentences come from later windows
+    audio = np.concatenate([np.concatenate([a, np.zeros(4410, np.float32)]) for a in spoken])
+    assert len(audio) / 22050 > 40
+    result = asr(audio, sampling_rate=22050, return_timestamps=True)
+    wer = jiwer.wer(normalize(" ".join(SENTENCES)), normalize(result["text"]))
+    assert wer <= 0.15, result["text"]
+    ends = [c["timestamp"][1] for c in result["chunks"]]
+    assert ends == sorted(ends) and ends[-1] > 35  # segments reach into the second window
+    assert "nest" in normalize(result["chunks"][-1]["text"] + result["chunks"][-2]["text"])
+
+
+def test_word_timestamps_in_hugging_face_shape(asr, spoken):
+    out = asr({"raw": spoken[0], "sampling_rate": 22050}, return_timestamps="word")
+    words = out["chunks"]
+    assert [normalize(w["text"]) for w in words] == normalize(SENTENCES[0]).split()
+    starts = [w["timestamp"][0] for w in words]
+    assert starts == sorted(starts)
+    assert all(0 <= w["timestamp"][0] <= w["timestamp"][1] <= len(spoken[0]) / 22050 + 0.1 for w in words)
+
+
+def test_file_path_and_bytes_in_every_container(asr, spoken, tmp_path):
+    want = normalize(SENTENCES[3])
+    for fmt in ("wav", "flac", "mp3"):
+        data = encode_audio(spoken[3], 22050, fmt)
+        path = tmp_path / f"s.{fmt}"
+        path.write_bytes(data)
+        assert normalize(asr(str(path))["text"]) == want, fmt
+    assert normalize(asr(encode_audio(spoken[3], 22050, "flac"))["text"]) == want
+
+
+def test_sentences_stream_one_by_one_and_speed_changes_length(tts):
+    text = "One sentence here. Another one follows. And a third."
+    chunks = list(tts.stream(text))
+    assert len(chunks) == 3 and all(c.ndim == 1 and c.size > 2000 for c in chunks)
+    normal = sum(c.size for c in chunks)
+    fast = tts(text, speed=2.0)["audio"].size
+    assert 0.35 < fast / normal < 0.7
+
+
+def test_voices(tts):
+    assert "joe" in tts.voices
+    for name in ("joe", "alloy", "piper-en-us-joe"):
+        assert tts("Hi.", voice=name)["audio"].size > 1000
+    with pytest.raises(UnknownVoiceError, match="voice: unknown voice 'nobody'"):
+        tts("Hi.", voice="nobody")
+
+
+def test_bad_text_and_speed(tts):
+    with pytest.raises(TextInputError, match="input: empty text"):
+        tts("   ")
+    with pytest.raises(TextInputError, match=f"over the limit of {MAX_INPUT_CHARS}"):
+        tts("word " * 1000)
+    with pytest.raises(TextInputError, match="speed"):
+        tts("Hi.", speed=10)
+
+
+def test_bad_audio(asr):
+    with pytest.raises(AudioDecodeError, match="not a readable audio file"):
+        asr(b"this is plain text, not audio at all" * 20)
+    with pytest.raises(AudioDecodeError, match="empty"):
+        asr(b"")
+    with pytest.raises(SampleRateError, match="needs its sampling_rate"):
+        asr(np.zeros(16000, np.float32))
+    with pytest.raises(SampleRateError, match="100 Hz is outside"):
+        asr(np.zeros(16000, np.float32), sampling_rate=100)
+    with pytest.raises(SampleRateError, match="100 Hz is outside"):  # a wav file that claims 100 Hz
+        asr(wav_header(100, 1000) + bytes(2000))
+    with pytest.raises(AudioDecodeError, match="NaN"):
+        asr(np.full(16000, np.nan, np.float32), sampling_rate=16000)
+    with pytest.raises(MediaInputError, match=r"language: .*English-only"):
+        asr(np.zeros(16000, np.float32), sampling_rate=16000, language="fr")
+
+
+def test_codecs_round_trip():
+    rate = 22050
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    as16 = np.round(tone * 32767) / 32768  # what 16-bit storage keeps
+    for fmt in ("wav", "flac"):  # lossless: equal to 16-bit precision
+        back, r = decode_audio(encode_audio(tone, rate, fmt))
+        assert r == rate and back.shape == tone.shape
+        np.testing.assert_allclose(back, as16, atol=2e-4)
+    back, _ = decode_audio(encode_audio(tone, rate, "mp3"))
+    spectrum = np.abs(np.fft.rfft(back[:rate]))
+    assert abs(np.argmax(spectrum) - 440) <= 1  # lossy, but the tone is still 440 Hz
+    pcm = encode_audio(tone, rate, "pcm")
+    assert len(pcm) == 2 * rate and struct.unpack("<h", pcm[2:4])[0] == round(tone[1] * 32767)
+    with pytest.raises(UnsupportedFormatError):
+        encode_audio(tone, rate, "ogg")
+
+
+def test_streamed_wav_and_flac_decode_whole():
+    rate = 22050
+    parts = [np.full(5000, 0.1 * (i + 1), np.float32) for i in range(3)]
+    for fmt in ("wav", "flac"):
+        enc = StreamEncoder(fmt, rate)
+        data = b"".join(enc.encode(p) for p in parts) + enc.finish()
+        back, _ = decode_audio(data)
+        assert back.size == 15000, fmt
+        np.testing.assert_allclose(back[[0, 7000, 14999]], [0.1, 0.2, 0.3], atol=1e-3)
+
+
+def test_resample_keeps_pitch_and_duration():
+    tone = np.sin(2 * np.pi * 1000 * np.arange(44100) / 44100).astype(np.float32)
+    out = resample(tone, 44100, 16000)
+    assert abs(out.size - 16000) <= 32
+    assert abs(np.argmax(np.abs(np.fft.rfft(out[:16000]))) - 1000) <= 1
