@@ -53,14 +53,17 @@ class ZeroShotClassificationPipeline:
         hypothesis_template: str = DEFAULT_TEMPLATE,
         multi_label: bool = False,
         truncation: bool | None = None,
+        adapt: bool = False,
     ) -> Any:
+        """`adapt` (embedding models only): let the label prototypes adapt to this call's inputs
+        (transductive; see `zero_shot_encoder.py`)."""
         texts, single = as_text_list(sequences, "sequences")
         labels = check_labels(candidate_labels)
         if hypothesis_template.count("{}") != 1:
             raise ValueError(
                 f"hypothesis_template: needs exactly one '{{}}' for the label, got {hypothesis_template!r}"
             )
-        scores = self.scores(texts, labels, hypothesis_template, multi_label, truncation)  # (N, L)
+        scores = self.scores(texts, labels, hypothesis_template, multi_label, truncation, adapt)  # (N, L)
         out = []
         for text, row in zip(texts, scores.tolist(), strict=True):
             ranked = sorted(zip(labels, row, strict=True), key=lambda x: -x[1])
@@ -68,9 +71,19 @@ class ZeroShotClassificationPipeline:
         return out[0] if single else out
 
     def scores(
-        self, texts: list[str], labels: list[str], template: str, multi_label: bool, truncation: bool | None = None
+        self,
+        texts: list[str],
+        labels: list[str],
+        template: str,
+        multi_label: bool,
+        truncation: bool | None = None,
+        adapt: bool = False,
     ) -> torch.Tensor:
         """(N, L) label scores in the order of `labels`."""
+        if adapt:
+            if self.kind != "embedding":
+                raise ValueError(f"adapt: only embedding models adapt label prototypes; this is a {self.kind} model")
+            return self.method.scores(texts, labels, template, multi_label, truncation, adapt=True)
         if self.kind == "chat":
             if truncation:
                 raise ValueError("truncation: chat models clip inputs with max_text_tokens instead")
