@@ -27,7 +27,7 @@ class ImageClassificationPipeline:
         batch = [images] if single else list(images)
         if not batch:
             raise ImageDecodeError("images: empty list")
-        out = self.classifier.classify(batch, top_k, "image" if single else "images")
+        out = self.classifier.classify(batch, top_k, "image" if single else "images", indexed=not single)
         return out[0] if single else out
 
 

@@ -47,16 +47,20 @@ class ImageClassifier:
         """(N, 3, 224, 224) preprocessed pixels -> (N, 1000) logits, in batches of MAX_BATCH."""
         return torch.cat([self.net(pixels[i : i + MAX_BATCH]) for i in range(0, len(pixels), MAX_BATCH)])
 
-    def pixels(self, images: list[Any], field: str = "images") -> torch.Tensor:
-        """Decode and preprocess each image (errors name its index) -> (N, 3, 224, 224)."""
-        return torch.stack([preprocess(load_image(im, f"{field}[{i}]"), IMAGE_SIZE) for i, im in enumerate(images)])
+    def pixels(self, images: list[Any], field: str = "images", indexed: bool = True) -> torch.Tensor:
+        """Decode and preprocess each image -> (N, 3, 224, 224); errors name `field[i]`
+        (or `field` alone when not `indexed`: one image given on its own)."""
+        names = [f"{field}[{i}]" if indexed else field for i in range(len(images))]
+        return torch.stack([preprocess(load_image(im, n), IMAGE_SIZE) for im, n in zip(images, names, strict=True)])
 
-    def classify(self, images: list[Any], top_k: int = 5, field: str = "images") -> list[list[dict[str, Any]]]:
+    def classify(
+        self, images: list[Any], top_k: int = 5, field: str = "images", indexed: bool = True
+    ) -> list[list[dict[str, Any]]]:
         """For each image its `top_k` classes as `{"label", "score"}`, likeliest first (softmax scores)."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k: expected a positive integer, got {top_k!r}")
         k = min(top_k, len(self.labels))
-        probs = self.logits(self.pixels(images, field)).softmax(-1)  # (N, 1000)
+        probs = self.logits(self.pixels(images, field, indexed)).softmax(-1)  # (N, 1000)
         scores, ids = probs.topk(k, dim=-1)
         return [
             [{"label": self.labels[int(i)], "score": float(s)} for s, i in zip(row_s, row_i, strict=True)]
