@@ -142,6 +142,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from brainwork.cli_rag import add_parsers as add_rag  # argparse only; the store loads when it runs
 
     add_rag(sub)
+    from brainwork.cli_media import add_parsers as add_media  # argparse only; the runtimes load when run
+
+    add_media(sub)
     return parser
 
 
@@ -158,6 +161,10 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         from brainwork import cli_rag
 
         return {"rag": cli_rag.cmd_rag, "rec": cli_rag.cmd_rec}[name]
+    if name in ("say", "transcribe"):
+        from brainwork import cli_media
+
+        return {"say": cli_media.cmd_say, "transcribe": cli_media.cmd_transcribe}[name]
     if name == "serve":
         from brainwork.cli_serve import cmd_serve
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response
 
 import brainwork
-from brainwork.server import routes_generate, routes_other, routes_rag, routes_tasks
+from brainwork.server import routes_generate, routes_media, routes_other, routes_rag, routes_tasks
 from brainwork.server.errors import install_error_handlers
 from brainwork.server.limits import BodyLimit, KeyCheck
 from brainwork.server.metrics import Metrics
@@ -49,6 +49,7 @@ def build_app(state: ServerState, on_load_failure: Callable[[str], None] | None 
     app.include_router(routes_other.build_router(state, keys))
     app.include_router(routes_tasks.build_router(state, keys))
     app.include_router(routes_rag.build_router(state, keys))
+    app.include_router(routes_media.build_router(state, keys))  # speech models load on first use
     app.include_router(routes_other.build_open_router(state, Metrics(state)))
     app.add_middleware(BodyLimit, max_bytes=state.config.max_body_bytes)
     _without_422(app)
