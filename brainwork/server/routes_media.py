@@ -169,6 +169,7 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
         response_format: Annotated[str, Form()] = "json",
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
         timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
+        granularities_plain: Annotated[list[str] | None, Form(alias="timestamp_granularities")] = None,
     ) -> Response:
         from brainwork.audio.transcripts import TRANSCRIPT_FORMATS, render_transcript
 
@@ -176,6 +177,8 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
             raise bad_request(
                 f"response_format: {response_format!r} is not one of {', '.join(TRANSCRIPT_FORMATS)}", "response_format"
             )
+        # the openai client sends the list as `timestamp_granularities[]`; curl users often drop the brackets
+        timestamp_granularities = (timestamp_granularities or []) + (granularities_plain or [])
         grains = set(timestamp_granularities or ["segment"])
         if not grains <= {"word", "segment"}:
             raise bad_request(f"timestamp_granularities: expected 'word' and/or 'segment', got {sorted(grains)}")
