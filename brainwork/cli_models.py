@@ -114,6 +114,10 @@ def describe(entry: CatalogEntry) -> ModelRow:
             row.architecture, row.parameters, row.quantization = _gguf_info(path)
         elif entry.format == "hf" and detect_format(path) == "hf":  # a ct2 folder has a config.json too
             row.architecture, row.parameters, row.quantization = _hf_info(path)
+        elif entry.format in ("onnx", "ct2", "torch"):  # speech and image models
+            from brainwork.media_info import media_info
+
+            row.architecture, row.parameters, row.quantization = media_info(entry.format, path)
     except (BrainworkError, ValueError, OSError, struct.error) as exc:
         row.status += f" (header unreadable: {exc})"
     return row
