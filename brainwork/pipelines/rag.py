@@ -81,7 +81,7 @@ class RagPipeline:
         return Searcher(self.store, self.embedder, self.collection, self.mode)
 
     def answerer(self) -> Answerer:
-        return Answerer(self.searcher(), self.llm, self.k, self.min_cosine)
+        return Answerer(self.searcher(), lambda: self.llm, self.k, self.min_cosine)
 
     def _ingestor(self) -> Ingestor:
         return Ingestor(self.store, self.embedder, self.collection, self.chunker)

@@ -118,8 +118,8 @@ class Prepared:
 
 
 class Answerer:
-    """Retrieval plus a chat model. `llm` is a `brainwork.LLM` (used for its tokenizer and window,
-    and to generate unless a caller drives its own engine, as the server does)."""
+    """Retrieval plus a chat model: a `brainwork.LLM` (its tokenizer and window fit the prompt, its
+    engine generates) or a zero-argument function that loads one."""
 
     def __init__(
         self,
@@ -129,7 +129,16 @@ class Answerer:
         min_cosine: float = DEFAULT_MIN_COSINE,
         max_tokens: int = 160,
     ) -> None:
-        self.searcher, self.llm, self.k, self.min_cosine, self.max_tokens = searcher, llm, k, min_cosine, max_tokens
+        self.searcher, self.k, self.min_cosine, self.max_tokens = searcher, k, min_cosine, max_tokens
+        self._llm = llm
+
+    @property
+    def llm(self) -> Any:
+        """The chat model; `llm` may be given as a zero-argument loader, called on first need (a
+        refusal needs no model at all)."""
+        if callable(self._llm) and not hasattr(self._llm, "encode_chat"):
+            self._llm = self._llm()
+        return self._llm
 
     def prepare(self, question: str, where: Where | None = None, max_tokens: int | None = None) -> Prepared:
         results = self.searcher.run(question, self.k, where)

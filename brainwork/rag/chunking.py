@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=\S)")
+# a sentence ends at . ! or ? and any closing quotes or brackets, before white space
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(?=\s+\S)")
 
 CountTokens = Callable[[list[str]], list[int]]  # texts -> token counts, without special tokens
 
@@ -77,7 +78,11 @@ class Chunker:
         return tail if total + incoming <= self.max_tokens else []
 
     def _sentences(self, paragraph: int, text: str) -> list[_Unit]:
-        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+        sentences, start = [], 0
+        for m in _SENTENCE_END.finditer(text):
+            sentences.append(text[start : m.end()].strip())
+            start = m.end()
+        sentences = [s for s in [*sentences, text[start:].strip()] if s]
         sizes = self.count(sentences)
         units: list[_Unit] = []
         for sentence, size in zip(sentences, sizes, strict=True):
