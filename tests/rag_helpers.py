@@ -50,3 +50,31 @@ def bbc_articles(per_topic: int | None = None) -> list[tuple[str, str, str, str]
             title, _, body = text.partition("\n")
             out.append((f"{topic}/{f.name}", topic, title.strip(), body.strip()))
     return out
+
+
+def retrieval_hit_rate(search, articles: list[tuple[str, str, str, str]], k: int = 5) -> tuple[float, list[str]]:
+    """Share of articles whose own chunks are in the top `k` when their title is the query;
+    `search(query, k)` returns hits with `.source`. Also the ids of the articles missed."""
+    missed = [aid for aid, _, title, _ in articles if aid not in {h.source for h in search(title, k)}]
+    return 1 - len(missed) / len(articles), missed
+
+
+def topic_precision(recommend, articles: list[tuple[str, str, str, str]], users: int = 200, seed: int = 0) -> float:
+    """Mean share of the top 10 recommendations in the topic of a user's 5 liked articles (all of
+    one topic, drawn with `seed`); `recommend(liked)` returns the recommended ids."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    by_topic: dict[str, list[str]] = {}
+    topic_of = {}
+    for aid, topic, _, _ in articles:
+        by_topic.setdefault(topic, []).append(aid)
+        topic_of[aid] = topic
+    topics = sorted(by_topic)
+    shares = []
+    for _ in range(users):
+        topic = topics[rng.integers(len(topics))]
+        liked = [str(x) for x in rng.choice(by_topic[topic], size=5, replace=False)]
+        picks = recommend(liked)
+        shares.append(sum(topic_of[p] == topic for p in picks) / 10)
+    return float(np.mean(shares))
