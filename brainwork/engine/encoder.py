@@ -118,19 +118,21 @@ class EncoderRunner:
         if self.model.head is None:
             architectures = ", ".join(self._config.architectures) or "no architectures"
             raise ModelFormatError(f"this folder ({architectures}) is not a sequence-classification checkpoint")
-        rows = self._run(texts, truncation, lambda hidden, _: self.model.classify(hidden))
+        rows = self._run(texts, truncation, lambda hidden, _: self.model.classify(hidden), first_only=True)
         if not rows:
             return torch.empty(0, self._config.num_labels, device=self.device)
         return torch.stack(rows)
 
-    def _run(self, texts: Sequence[TextInput], truncation: bool | None, fn: _BatchFn) -> list[torch.Tensor]:
+    def _run(
+        self, texts: Sequence[TextInput], truncation: bool | None, fn: _BatchFn, first_only: bool = False
+    ) -> list[torch.Tensor]:
         encodings = self._encode(texts, self.truncation if truncation is None else truncation)
         out: list[torch.Tensor | None] = [None] * len(encodings)
         batches = plan_batches([len(e.ids) for e in encodings], self.token_budget)
         with torch.inference_mode():
             for batch in batches:
                 ids, mask, types = self._pad([encodings[i] for i in batch])
-                hidden = self.model(ids, mask, types)  # (B, T, H)
+                hidden = self.model(ids, mask, types, first_only)  # (B, T or 1, H)
                 for i, row in zip(batch, fn(hidden, mask), strict=True):
                     out[i] = row
         return [row for row in out if row is not None]

@@ -68,17 +68,24 @@ class EncoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
         self.act = get_activation(cfg.hidden_act)
 
-    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H); attend (B, 1, 1, T) bool, True where a key is a real token."""
+    def forward(self, x: torch.Tensor, attend: torch.Tensor, first_only: bool = False) -> torch.Tensor:
+        """x (B, T, H); attend (B, 1, 1, T) bool, True where a key is a real token.
+
+        `first_only`: compute the output of position 0 alone, (B, 1, H): all a classification
+        head reads from the last layer, so its queries, output projection and MLP shrink from
+        T positions to one (keys and values still cover every token)."""
         b, t, h = x.shape
+        xq = x[:, :1] if first_only else x  # (B, Tq, H)
+        tq = xq.shape[1]
 
-        def heads(proj: nn.Linear) -> torch.Tensor:
-            return proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B,nh,T,hd)
+        def heads(proj: nn.Linear, src: torch.Tensor, n: int) -> torch.Tensor:
+            return proj(src).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B,nh,n,hd)
 
-        attn = F.scaled_dot_product_attention(heads(self.q), heads(self.k), heads(self.v), attend)
-        attn = attn.transpose(1, 2).reshape(b, t, h)  # (B, T, H)
-        x = self.attn_norm(x + self.o(attn))
-        return self.mlp_norm(x + self.down(self.act(self.up(x))))
+        q, k, v = heads(self.q, xq, tq), heads(self.k, x, t), heads(self.v, x, t)
+        attn = F.scaled_dot_product_attention(q, k, v, attend)
+        attn = attn.transpose(1, 2).reshape(b, tq, h)  # (B, Tq, H)
+        xq = self.attn_norm(xq + self.o(attn))
+        return self.mlp_norm(xq + self.down(self.act(self.up(xq))))
 
 
 class ClassificationHead(nn.Module):
@@ -112,17 +119,20 @@ class BertEncoder(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        first_only: bool = False,
     ) -> torch.Tensor:
-        """input_ids, attention_mask, token_type_ids (B, T) -> last hidden state (B, T, H)."""
+        """input_ids, attention_mask, token_type_ids (B, T) -> last hidden state (B, T, H), or
+        only its first position (B, 1, H) with `first_only` (what `classify` reads)."""
         self._check_inputs(input_ids, attention_mask, token_type_ids)
         x = self.embeddings(input_ids, attention_mask, token_type_ids)  # (B, T, H)
         attend = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-        for layer in self.layers:
-            x = layer(x, attend)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, attend, first_only and i == last)
         return x
 
     def classify(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Last hidden state (B, T, H) -> logits (B, num_labels)."""
+        """Last hidden state (B, T, H), or its first position (B, 1, H) -> logits (B, num_labels)."""
         if self.head is None:
             raise ModelFormatError(
                 f"this checkpoint ({', '.join(self.config.architectures) or 'no architectures'}) "
