@@ -84,11 +84,13 @@ def decode_audio(
             stream = container.streams.audio[0]
             src_rate = check_rate(stream.codec_context.sample_rate, f"{field}: sample rate")
             out_rate = src_rate if rate is None else check_rate(rate, "rate")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=out_rate)
+            # 16-bit mono out of swresample, as faster-whisper's own decoder does: a file gives
+            # Whisper the very samples it would get from plain faster-whisper
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=out_rate)
             total, limit = 0, MAX_DECODED_SECONDS * out_rate
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))  # (1, n) packed float -> (n,)
+                    chunks.append(out.to_ndarray().reshape(-1))  # (1, n) packed int16 -> (n,)
                     total += chunks[-1].size
                 if total > limit:
                     raise AudioDecodeError(f"{field}: longer than {MAX_DECODED_SECONDS // 3600} hours")
@@ -98,10 +100,10 @@ def decode_audio(
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as e:
         raise AudioDecodeError(f"{field}: not a readable audio file ({type(e).__name__}: {e})") from None
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
     if audio.size == 0:
         raise AudioDecodeError(f"{field}: the audio stream holds no samples")
-    return np.ascontiguousarray(audio, dtype=np.float32), out_rate
+    return audio.astype(np.float32) / 32768.0, out_rate
 
 
 def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
