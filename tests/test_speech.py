@@ -6,8 +6,11 @@ is measured with `jiwer`.
 
 from __future__ import annotations
 
+import json
 import re
 import struct
+import subprocess
+import sys
 
 import jiwer
 import numpy as np
@@ -172,3 +175,23 @@ def test_resample_keeps_pitch_and_duration():
     out = resample(tone, 44100, 16000)
     assert abs(out.size - 16000) <= 32
     assert abs(np.argmax(np.abs(np.fft.rfft(out[:16000]))) - 1000) <= 1
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "brainwork", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_say_then_transcribe(tmp_path):
+    out = tmp_path / "said.flac"
+    r = _cli("say", SENTENCES[1], "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    audio, rate = decode_audio(out.read_bytes())
+    assert rate == 22050 and audio.size / rate > 1.5
+    r = _cli("transcribe", str(out), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert normalize(json.loads(r.stdout)["text"]) == normalize(SENTENCES[1])
+    r = _cli("say", " ", "-o", str(tmp_path / "empty.wav"))
+    assert r.returncode == 1 and r.stderr.startswith("brainwork: error: input: empty text")
+    assert not (tmp_path / "empty.wav").exists()  # nothing written for bad input
+    r = _cli("transcribe", str(tmp_path / "missing.wav"))
+    assert r.returncode == 1 and "no such file" in r.stderr and "Traceback" not in r.stderr
