@@ -14,6 +14,7 @@ from brainwork.config import EngineConfig
 from brainwork.engine.engine import LLMEngine
 from brainwork.loader.decoder import load_decoder
 from brainwork.outputs import CompletionOutput, RequestOutput
+from brainwork.quant.modes import check_quantization
 from brainwork.sampling_params import SamplingParams
 from brainwork.store import resolve_model
 
@@ -27,6 +28,9 @@ class LLM:
     id. `max_model_len` caps the context window (default: the model's, at most 8192 tokens).
     Engine settings (`max_num_seqs`, `max_num_batched_tokens`, `kv_cache_gib`, `block_size`,
     `enable_prefix_caching`, `num_kv_blocks`) pass through to `EngineConfig`.
+    `dtype` is that of float weights, activations and the KV cache; `quantization` is how weight
+    matrices are held: "auto" keeps a GGUF file's 4/8-bit blocks packed (int4/int8 kernels),
+    "none" dequantizes to `dtype`, "int8"/"int4" requantize any model (`brainwork.quant`).
     """
 
     def __init__(
@@ -34,6 +38,7 @@ class LLM:
         model: str = DEFAULT_CHAT_MODEL,
         *,
         dtype: str = "float32",
+        quantization: str = "auto",
         max_model_len: int | None = None,
         progress: bool = True,
         **engine_args: Any,
@@ -46,9 +51,11 @@ class LLM:
         if max_model_len is not None and max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {max_model_len}")
         self.resolved = resolve_model(model, progress=progress)
-        loaded = load_decoder(self.resolved, _DTYPES[dtype], progress=progress)
+        check_quantization(quantization)
+        loaded = load_decoder(self.resolved, _DTYPES[dtype], progress=progress, quantization=quantization)
         self.model, self.config, self.tokenizer = loaded.model, loaded.config, loaded.tokenizer
         self.quantization = loaded.quantization
+        self.weights_kept = loaded.kept  # how the matrices are held in memory, e.g. {"int4-exact": 210}
         limit = min(self.config.max_position_embeddings, 8192)
         self.max_model_len = min(max_model_len, self.config.max_position_embeddings) if max_model_len else limit
         self.engine_config = EngineConfig(max_model_len=self.max_model_len, **engine_args)

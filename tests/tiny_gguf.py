@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,14 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_llama_gguf(path: Path, hf_model, qtype: GGMLQuantizationType, arch: str = "llama") -> None:
+def write_llama_gguf(
+    path: Path,
+    hf_model,
+    qtype: GGMLQuantizationType,
+    arch: str = "llama",
+    qtype_for: Callable[[str], GGMLQuantizationType] | None = None,
+) -> None:
+    """`qtype_for(gguf_name)`, if given, picks each matrix's type (mixed files, like llama.cpp's)."""
     cfg = hf_model.config
     w = GGUFWriter(str(path), arch)
     w.add_block_count(cfg.num_hidden_layers)
@@ -45,7 +53,10 @@ def write_llama_gguf(path: Path, hf_model, qtype: GGMLQuantizationType, arch: st
     w.add_token_list([f"t{i}" for i in range(VOCAB)])
     w.add_token_types([1] * VOCAB)
     w.add_token_merges([])
+    tied = cfg.tie_word_embeddings
     for name, t in hf_model.state_dict().items():
+        if tied and name == "lm_head.weight":
+            continue  # a tied head is not written; readers reuse token_embd
         arr = t.float().numpy()
         if name.startswith("model.layers."):
             _, _, layer, *rest = name.split(".")
@@ -61,9 +72,10 @@ def write_llama_gguf(path: Path, hf_model, qtype: GGMLQuantizationType, arch: st
                 "model.norm.weight": "output_norm.weight",
                 "lm_head.weight": "output.weight",
             }[name]
-        if arr.ndim == 2 and qtype != GGMLQuantizationType.F32:
-            data = quants.quantize(arr, qtype)
-            w.add_tensor(gname, data, raw_shape=data.shape, raw_dtype=qtype)
+        kind = qtype_for(gname) if qtype_for is not None and arr.ndim == 2 else qtype
+        if arr.ndim == 2 and kind != GGMLQuantizationType.F32:
+            data = quants.quantize(arr, kind)
+            w.add_tensor(gname, data, raw_shape=data.shape, raw_dtype=kind)
         else:
             w.add_tensor(gname, arr)
     w.write_header_to_file()

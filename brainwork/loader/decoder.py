@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -15,6 +15,8 @@ from brainwork.loader.safetensors import iter_safetensors
 from brainwork.models.base import materialize_buffers
 from brainwork.models.config import ModelConfig
 from brainwork.models.registry import decoder_class
+from brainwork.quant.modes import check_quantization
+from brainwork.quant.transform import gguf_weight_stream, quantize_linears
 from brainwork.store import ResolvedModel
 from brainwork.tokenizer.tokenizer import Tokenizer
 
@@ -25,12 +27,22 @@ class LoadedDecoder:
     config: ModelConfig
     tokenizer: Tokenizer
     quantization: str  # what the file held, e.g. "Q4_1" or "bf16"
+    kept: dict[str, int] = field(default_factory=dict)  # how matrices are held: {"int4-exact": 210, ...}
 
 
-def load_decoder(resolved: ResolvedModel, dtype: torch.dtype = torch.float32, progress: bool = True) -> LoadedDecoder:
+def load_decoder(
+    resolved: ResolvedModel, dtype: torch.dtype = torch.float32, progress: bool = True, quantization: str = "none"
+) -> LoadedDecoder:
+    """`quantization` (see `brainwork.quant.modes`): "none" dequantizes every weight to `dtype`
+    (the reference path the parity tests use); "auto" keeps a GGUF file's 4- and 8-bit blocks
+    packed; "int8"/"int4" requantize any model's matrices. `LLM` defaults to "auto"."""
+    check_quantization(quantization)
     if resolved.format == "gguf":
-        return _load_gguf(resolved, dtype, progress)
-    return _load_hf(resolved, dtype, progress)
+        return _load_gguf(resolved, dtype, progress, quantization)
+    loaded = _load_hf(resolved, dtype, progress)
+    if quantization in ("int8", "int4"):
+        loaded.kept = quantize_linears(loaded.model, quantization)
+    return loaded
 
 
 def _build(config: ModelConfig) -> nn.Module:
@@ -45,14 +57,19 @@ def _finish(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def _load_gguf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> LoadedDecoder:
+def _load_gguf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool, quantization: str) -> LoadedDecoder:
     f = GGUFFile(resolved.path)
     config = ModelConfig.from_gguf(f.metadata, {t.name for t in f.tensors})
     # the tokenizer first: its build needs transient memory that should not stack on the weights
     tokenizer = Tokenizer.from_gguf(f.metadata)
     model = _build(config)
+    kept: dict[str, int] = {}
+    if quantization == "none":
+        tensors = f.iter_tensors(dtype)
+    else:  # packed matrices are swapped into `model` as the stream passes them
+        tensors = gguf_weight_stream(model, f, quantization, dtype, kept)
     stream = tqdm(
-        f.iter_tensors(dtype),
+        tensors,
         total=len(f.tensors),
         desc=f"loading {resolved.name}",
         unit="tensor",
@@ -64,7 +81,7 @@ def _load_gguf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> L
         raise ModelFormatError(f"{resolved.path}: {exc}") from exc
     types = f.tensor_types
     main = max((t for t in types if t not in ("F32",)), key=lambda t: types[t], default="F32")
-    return LoadedDecoder(_finish(model), config, tokenizer, main)
+    return LoadedDecoder(_finish(model), config, tokenizer, main, kept)
 
 
 def _load_hf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> LoadedDecoder:

@@ -109,18 +109,37 @@ class GGUFFile:
 
     def iter_tensors(self, dtype: torch.dtype = torch.float32) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield `(hf_name, tensor)` one at a time, dequantized to `dtype`."""
-        n_heads = self.get("attention.head_count")
-        n_kv_heads = self.get("attention.head_count_kv", n_heads)
         for t in self.tensors:
             name = self.hf_name(t.name)
-            tensor = self.dequantize(t, dtype)
-            if self.architecture == "llama" and name.endswith(("q_proj.weight", "q_proj.bias")):
-                tensor = _unpermute(tensor, n_heads)
-            elif self.architecture == "llama" and name.endswith(("k_proj.weight", "k_proj.bias")):
-                tensor = _unpermute(tensor, n_kv_heads)
-            elif self.architecture == "gemma3" and name.endswith("norm.weight"):
-                tensor -= 1.0  # llama.cpp stored (1 + w); Hugging Face keeps w
-            yield name, tensor
+            yield name, self.to_hf(name, self.dequantize(t, dtype))
+
+    def to_hf(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """Undo the converter's changes to tensor `name` (HF naming): Q/K row order, Gemma norms.
+
+        Works on any tensor whose rows are the weight's output rows (float weights, or the int
+        codes and per-group scales of `brainwork.quant`)."""
+        heads = self.permuted_heads(name)
+        if heads is not None:
+            return _unpermute(tensor, heads)
+        if self.architecture == "gemma3" and name.endswith("norm.weight"):
+            tensor -= 1.0  # llama.cpp stored (1 + w); Hugging Face keeps w
+        return tensor
+
+    def permuted_heads(self, name: str) -> int | None:
+        """Head count of a `llama` Q/K tensor whose rows llama.cpp permuted, else None."""
+        if self.architecture != "llama":
+            return None
+        n_heads = self.get("attention.head_count")
+        if name.endswith(("q_proj.weight", "q_proj.bias")):
+            return n_heads
+        if name.endswith(("k_proj.weight", "k_proj.bias")):
+            return self.get("attention.head_count_kv", n_heads)
+        return None
+
+    def raw_rows(self, t: TensorInfo) -> np.ndarray:
+        """The tensor's bytes as `(rows, bytes per row)` uint8, memory-mapped (read-only)."""
+        rows = t.n_elements // t.shape[-1]
+        return self._container.tensor_bytes(t).reshape(rows, -1)
 
     def dequantize(self, t: TensorInfo, dtype: torch.dtype) -> torch.Tensor:
         """One tensor -> torch tensor of `dtype` in PyTorch shape order (rows, cols)."""

@@ -16,7 +16,7 @@ def assign_weights(
     *,
     rename: Callable[[str], str | None] = lambda n: n,
     dtype: torch.dtype | None = None,
-    ties: dict[str, str] | None = None,
+    ties: dict[str, str] | Callable[[], dict[str, str]] | None = None,
 ) -> None:
     """Assign each `(name, tensor)` to the parameter of that name, replacing its meta tensor.
 
@@ -42,7 +42,7 @@ def assign_weights(
         owner = model.get_submodule(owner_name)
         value = tensor if dtype is None else tensor.to(dtype)
         setattr(owner, attr, nn.Parameter(value, requires_grad=False))
-    for target, source in (ties or {}).items():
+    for target, source in ((ties() if callable(ties) else ties) or {}).items():
         owner_name, _, attr = target.rpartition(".")
         setattr(model.get_submodule(owner_name), attr, model.get_parameter(source))
     missing = [n for n, p in model.named_parameters() if p.is_meta]

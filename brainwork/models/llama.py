@@ -124,5 +124,9 @@ class CausalLM(nn.Module):
                 return None
             return name
 
-        ties = {"lm_head.weight": "model.embed_tokens.weight"} if tied else None
+        def ties() -> dict[str, str]:
+            # a quantized head or a GGUF-row embedding (brainwork.quant) is not tied: each has its own form
+            plain = isinstance(self.lm_head, nn.Linear) and isinstance(self.model.embed_tokens, nn.Embedding)
+            return {"lm_head.weight": "model.embed_tokens.weight"} if tied and plain else {}
+
         assign_weights(self, weights, rename=rename, dtype=dtype, ties=ties)

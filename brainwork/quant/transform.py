@@ -1,0 +1,123 @@
+"""Weight transforms applied to a built model: swap `nn.Linear` (and GGUF embeddings) for packed forms.
+
+Two entry points: `gguf_weight_stream` feeds the model's `load_weights` with the float tensors of
+a GGUF file while it swaps quantized matrices in straight from their blocks (never through a
+whole float copy), and `quantize_linears` requantizes a float model (safetensors, or a GGUF
+loaded as float) after loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from gguf import quants
+from torch import nn
+
+from brainwork.loader.gguf import SUPPORTED_TYPES, GGUFFile
+from brainwork.loader.gguf_reader import TensorInfo
+from brainwork.quant.embedding import GGUFEmbedding
+from brainwork.quant.gguf_blocks import int4_groups
+from brainwork.quant.linear import QuantLinear
+from brainwork.quant.modes import plan
+from brainwork.quant.packing import int4_from_float, int8_from_float
+
+_CHUNK_ROWS = 4096  # rows converted at a time: transients stay a few MB next to 152k-row matrices
+
+
+def _swap(model: nn.Module, name: str, module: nn.Module) -> None:
+    owner, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(owner), attr, module)
+
+
+def _row_chunks(
+    f: GGUFFile, t: TensorInfo, convert: Callable[[np.ndarray], tuple[torch.Tensor, ...]]
+) -> tuple[torch.Tensor, ...]:
+    """Apply `convert` to `(rows, bytes)` slices of `t`'s raw rows and join the per-row results."""
+    raw = f.raw_rows(t)
+    parts = [convert(raw[i : i + _CHUNK_ROWS]) for i in range(0, raw.shape[0], _CHUNK_ROWS)]
+    return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+
+
+def _dequantized(raw: np.ndarray, t: TensorInfo) -> torch.Tensor:
+    if t.qtype.name == "F32":
+        values = raw.view(np.float32)
+    elif t.qtype.name == "F16":
+        values = raw.view(np.float16)
+    else:
+        values = quants.dequantize(raw, t.qtype)
+    return torch.from_numpy(np.array(values, dtype=np.float32)).view(raw.shape[0], -1)
+
+
+def _gguf_linear(f: GGUFFile, t: TensorInfo, name: str, kind: str, bias: torch.Tensor | None) -> QuantLinear:
+    """One GGUF matrix -> QuantLinear, converted in row slices, rows then put in HF order."""
+    if kind == "int4-exact":
+        parts = _row_chunks(f, t, lambda r: tuple(map(torch.from_numpy, int4_groups(r, t.qtype.name))))
+        codes, scale, zero = (f.to_hf(name, p) for p in parts)
+        return QuantLinear.int4(codes, scale, zero, bias)
+    if kind == "int4":
+        codes, scale, zero = (
+            f.to_hf(name, p) for p in _row_chunks(f, t, lambda r: int4_from_float(_dequantized(r, t)))
+        )
+        return QuantLinear.int4(codes, scale, zero, bias)
+    q, scales = (f.to_hf(name, p) for p in _row_chunks(f, t, lambda r: int8_from_float(_dequantized(r, t))))
+    return QuantLinear.int8(q, scales, bias)
+
+
+def gguf_weight_stream(
+    model: nn.Module, f: GGUFFile, mode: str, dtype: torch.dtype, counts: dict[str, int]
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """`(hf_name, float tensor)` for the model's `load_weights`; matrices that `mode` keeps packed
+    are swapped into `model` instead (the embedding as `GGUFEmbedding`, a tied output head as its
+    own packed copy of the embedding's blocks). `counts` tallies how each matrix was kept."""
+    linears = {f"{n}.weight": m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    names = {f.hf_name(t.name) for t in f.tensors}
+    tie_head = getattr(model.config, "tie_word_embeddings", False) and "lm_head.weight" not in names
+    for t in f.tensors:
+        name = f.hf_name(t.name)
+        if t.qtype.name not in SUPPORTED_TYPES:
+            f.dequantize(t, dtype)  # raises ModelFormatError naming the file, tensor and type
+        targets = []
+        if name == "model.embed_tokens.weight":
+            model.model.embed_tokens = GGUFEmbedding(f.raw_rows(t), t.qtype, t.shape[-1], dtype)
+            counts["embedding rows"] = counts.get("embedding rows", 0) + 1
+            if tie_head:
+                targets.append("lm_head.weight")
+        elif name in linears:
+            targets.append(name)
+        else:
+            yield name, f.to_hf(name, f.dequantize(t, dtype))
+            continue
+        for target in targets:
+            linear = linears[target]
+            n, k = t.shape
+            kind = plan(mode, t.qtype.name, QuantLinear.supports_int4(n, k))
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind == "float":
+                tensor = f.to_hf(target, f.dequantize(t, dtype))
+                if target == name:
+                    yield name, tensor
+                else:  # a tied head kept in float: its own parameter, the embedding reads the file
+                    linear.weight = nn.Parameter(tensor, requires_grad=False)
+                continue
+            _swap(model, target.removesuffix(".weight"), _gguf_linear(f, t, target, kind, linear.bias))
+
+
+def quantize_linears(model: nn.Module, mode: str) -> dict[str, int]:
+    """Replace every float `nn.Linear` of a loaded model by its `mode` ("int8"/"int4") QuantLinear."""
+    counts: dict[str, int] = {}
+    for name, m in list(model.named_modules()):
+        if not isinstance(m, nn.Linear):
+            continue
+        n, k = m.weight.shape
+        kind = plan(mode, "F32", QuantLinear.supports_int4(n, k))
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "int4":
+            q = QuantLinear.int4(*int4_from_float(m.weight.detach()), bias=m.bias)
+        elif kind == "int8":
+            q = QuantLinear.int8(*int8_from_float(m.weight.detach()), bias=m.bias)
+        else:
+            continue
+        _swap(model, name, q)
+    return counts
