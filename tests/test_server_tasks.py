@@ -157,3 +157,35 @@ def test_fine_tuned_classifier_and_cross_encoder(tiny) -> None:
     assert [r["relevance_score"] for r in reranked] == pytest.approx([r["score"] for r in ref_rank], abs=1e-5)
     no_embeddings = post(server, "/v1/embeddings", {"input": "x"})
     assert no_embeddings.status_code == 404
+
+
+def test_classify_takes_images_with_per_item_errors(server) -> None:
+    import base64
+    from pathlib import Path
+
+    import skimage
+
+    samples = Path(skimage.__file__).parent / "data"
+    cat = base64.b64encode((samples / "chelsea.png").read_bytes()).decode()
+    coffee = base64.b64encode((samples / "coffee.png").read_bytes()).decode()
+    body = {
+        "input": [
+            {"image": cat},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + coffee}},
+            {"image": base64.b64encode(b"not an image").decode()},
+            {"text": "hello"},
+        ],
+        "top_k": 3,
+    }
+    reply = post(server, "/v1/classify", body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    ref = pipeline("image-classification")([str(samples / "chelsea.png"), str(samples / "coffee.png")], top_k=3)
+    for item, expected in zip(data[:2], ref, strict=True):
+        assert [t["label"] for t in item["top_k"]] == [e["label"] for e in expected]
+        assert item["score"] == pytest.approx(expected[0]["score"], abs=1e-5)
+    assert data[1]["label"] == "espresso"
+    assert "input[2]" in data[2]["error"]["message"] and "image" in data[2]["error"]["message"]
+    assert data[3]["error"]["message"].startswith("input[3]: expected {'image'")
+    wrong = post(server, "/v1/classify", {"input": [{"image": cat}], "model": "all-minilm-l6-v2"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "model"

@@ -119,7 +119,11 @@ class ClassifyRequest(_Body):
     """vLLM's /classify, plus `labels` for zero-shot classification."""
 
     model: str | None = None
-    input: str | list[Any] = Field(description="a text or a list of texts; a bad item gets its own error entry")
+    input: str | list[Any] = Field(
+        description="a text or a list of texts, or of images ({'image': base64} or an OpenAI image_url part); "
+        "a bad item gets its own error entry"
+    )
+    top_k: int | None = Field(None, ge=1, le=1000, description="images: how many classes to list (default 5)")
     labels: list[str] | None = Field(None, description="candidate labels: zero-shot classification")
     hypothesis_template: str = "This example is {}."
     multi_label: bool = False

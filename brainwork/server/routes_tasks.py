@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from brainwork.server.errors import bad_request, error_body
+from brainwork.errors import ModelNotFoundError
+from brainwork.server.errors import APIError, bad_request, error_body
 from brainwork.server.generation import ClientGone, until_disconnect
 from brainwork.server.protocol import (
     ERROR_RESPONSES,
@@ -51,6 +52,9 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
         return await until_disconnect(request, admitted())
 
     async def classify(body: ClassifyRequest, request: Request) -> Response:
+        raw = [body.input] if isinstance(body.input, str) else body.input
+        if any(isinstance(item, dict) for item in raw):
+            return await classify_images(body, raw, request)
         tasks = state.task_model(body.model, "classify")
         items = _items(body.input, "input")
         zero_shot = body.labels is not None
@@ -90,6 +94,39 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
             best = max(range(len(labels)), key=lambda j: r[j])
             data.append({"index": i, "label": labels[best], "probs": r, "num_classes": len(labels)})
         return _reply("classify", tasks.classifier_name, {"labels": labels, "data": data})
+
+    async def classify_images(body: ClassifyRequest, raw: list[Any], request: Request) -> Response:
+        from brainwork.pipelines.image_classification import classify_images as run_images
+
+        state.require_ready()
+        if body.model is not None and body.model in state.model_names():
+            raise bad_request(f"model {body.model!r} classifies text; leave 'model' out for images", "model")
+        if not raw:
+            raise bad_request("input: empty list", "input")
+        if len(raw) > MAX_TASK_ITEMS:
+            raise bad_request(f"input: {len(raw)} items, over the limit of {MAX_TASK_ITEMS}", "input")
+        images = [_image(item, i) for i, item in enumerate(raw)]
+        top_k = body.top_k or 5
+
+        def work() -> list[list[dict[str, Any]] | ItemError]:
+            try:
+                return _per_item(images, lambda batch: run_images(batch, body.model, top_k), "input")
+            except ModelNotFoundError as e:
+                raise APIError(404, str(e), param="model", code="model_not_found") from None
+
+        try:
+            results = await run(request, work)
+        except ClientGone:
+            return Response(status_code=499)
+        data = [
+            {"index": i, "error": _item_error(r, "input")}
+            if isinstance(r, ItemError)
+            else {"index": i, "label": r[0]["label"], "score": r[0]["score"], "top_k": r}
+            for i, r in enumerate(results)
+        ]
+        from brainwork.vision.classifier import DEFAULT_IMAGE_MODEL
+
+        return _reply("classify", body.model or DEFAULT_IMAGE_MODEL, {"data": data})
 
     router.post("/classify", summary="Classify texts; with 'labels', zero-shot (vLLM shape)")(classify)
     router.post("/v1/classify", summary="The same as /classify")(classify)
@@ -176,6 +213,18 @@ def _items(raw: Any, field: str) -> list[Any]:
         else:
             out.append(item)
     return out
+
+
+def _image(item: Any, i: int) -> str | ItemError:
+    """An image item: `{"image": base64 or data URL}` or OpenAI's `{"type": "image_url", "image_url": {"url"}}`."""
+    if isinstance(item, dict):
+        if isinstance(item.get("image"), str):
+            return item["image"]
+        url = item.get("image_url")
+        url = url.get("url") if isinstance(url, dict) else url
+        if isinstance(url, str):
+            return url
+    return ItemError(f"input[{i}]: expected {{'image': base64}} or {{'type': 'image_url', 'image_url': {{'url'}}}}")
 
 
 def _per_item(items: Sequence[Any], fn: Callable[[list[Any]], list[R]], field: str) -> list[R | ItemError]:
