@@ -13,11 +13,13 @@ import pytest
 
 from brainwork.audio.audio_io import decode_audio, encode_audio, wav_header
 from tests.server_helpers import serve
+from tests.speech_sentences import SENTENCES
 
 
 @pytest.fixture(scope="module")
 def server():
-    with serve("--embedding-model", "none", "--max-model-len", "256") as s:
+    # one request at a time and no queue, so a slot that is not freed shows up as a 429
+    with serve("--embedding-model", "none", "--max-model-len", "256", "--max-concurrent", "1", "--max-queue", "0") as s:
         yield s
 
 
@@ -120,3 +122,24 @@ def test_bad_uploads_are_4xx_and_the_server_stays_up(server, client):
         client.audio.transcriptions.create(model="whisper-1", file=("x.mp3", io.BytesIO(b"\xff\xfb" + bytes(300))))
     assert httpx.get(f"{server.url}/health").status_code == 200
     assert server.process.poll() is None
+
+
+def test_a_hang_up_frees_the_slot_and_a_busy_server_says_429(server):
+    url = f"{server.url}/v1/audio/speech"
+    # ~3,400 characters, about three minutes of speech: more than the socket buffers hold, so
+    # the stream is still being made (or waits on the reader) when the second request comes
+    long_text = " ".join(SENTENCES * 3)
+    assert len(long_text) < 4096
+    with httpx.stream("POST", url, json={"input": long_text, "response_format": "pcm"}, timeout=120) as r:
+        assert r.status_code == 200
+        raw = r.iter_raw()  # kept: a dropped iterator closes the connection (that is the hang-up below)
+        next(raw)  # the first sentence has arrived; the rest is still being made
+        busy = httpx.post(url, json={"input": "Hello."}, timeout=60)
+        assert busy.status_code == 429 and busy.headers["retry-after"] == "1", busy.text
+    # the client hung up: its slot comes back (the sentence in progress finishes first)
+    deadline = time.monotonic() + 60
+    while (r := httpx.post(url, json={"input": "Hello."}, timeout=60)).status_code == 429:
+        assert time.monotonic() < deadline, "the hung-up stream never gave its slot back"
+        time.sleep(0.5)
+    assert r.status_code == 200 and len(r.content) > 1000
+    assert "Traceback" not in server.log_text()

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from brainwork.catalog import CATALOG
 from brainwork.errors import BrainworkError, ModelNotFoundError
@@ -134,7 +135,15 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
         except ValueError as e:
             raise from_value_error(e) from None
         await speech_slots.acquire()
-        done = False
+        done = released = False
+
+        def release() -> None:
+            # from the stream's end and again from the response's background task: a client gone
+            # before the first byte never starts the generator, so its `finally` would never run
+            nonlocal released
+            if not released:
+                released = True
+                speech_slots.release()
 
         def step() -> bytes:
             """One sentence through the voice model ((n,) float32) and the encoder; runs on the tts thread."""
@@ -153,11 +162,13 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
                         yield data
             except Exception as e:  # after the 200 only the log can be told; the stream just ends
                 log.error("speech synthesis failed mid-stream: %s: %s", type(e).__name__, e)
-            finally:  # also when the client hangs up: the generator is closed, the slot freed
-                speech_slots.release()
+            finally:  # also when the client hangs up mid-stream
+                release()
 
         headers = {"x-sample-rate": str(pipe.sampling_rate)}
-        return StreamingResponse(audio(), media_type=encoder.media_type, headers=headers)
+        return StreamingResponse(
+            audio(), media_type=encoder.media_type, headers=headers, background=BackgroundTask(release)
+        )
 
     @router.post("/v1/audio/transcriptions", tags=["openai"], summary="Speech to text (multipart upload)")
     async def transcriptions(
