@@ -156,7 +156,13 @@ class StreamEncoder:
         self._pts = 0
         self._codec: Any = None
         if fmt in ("flac", "mp3"):
-            codec = av.CodecContext.create("flac" if fmt == "flac" else "libmp3lame", "w")
+            name = "flac" if fmt == "flac" else "libmp3lame"
+            try:
+                codec = av.CodecContext.create(name, "w")
+            except (av.FFmpegError, ValueError):  # an FFmpeg build without this encoder
+                raise UnsupportedFormatError(
+                    f"response_format: {fmt!r} needs FFmpeg's {name} encoder, which this install lacks; use wav or pcm"
+                ) from None
             codec.sample_rate, codec.layout = self.rate, "mono"
             codec.format = "s16" if fmt == "flac" else "fltp"
             codec.time_base = Fraction(1, self.rate)
