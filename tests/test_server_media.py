@@ -143,3 +143,11 @@ def test_a_hang_up_frees_the_slot_and_a_busy_server_says_429(server):
         time.sleep(0.5)
     assert r.status_code == 200 and len(r.content) > 1000
     assert "Traceback" not in server.log_text()
+
+
+def test_speech_routes_are_in_the_openapi_schema(server):
+    paths = httpx.get(f"{server.url}/openapi.json", timeout=10).json()["paths"]
+    for route in ("/v1/audio/speech", "/v1/audio/transcriptions"):
+        responses = paths[route]["post"]["responses"]
+        assert {"200", "400", "404", "429"} <= set(responses) and "422" not in responses, route
+    assert "multipart/form-data" in paths["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
