@@ -95,6 +95,7 @@ def _error(r: httpx.Response, status: int, param: str | None) -> str:
 def test_bad_speech_requests_are_4xx(server):
     url = f"{server.url}/v1/audio/speech"
     assert "empty text" in _error(httpx.post(url, json={"input": "  "}), 400, "input")
+    assert "nothing speakable" in _error(httpx.post(url, json={"input": "..."}), 400, "input")
     assert "over the limit of 4096" in _error(httpx.post(url, json={"input": "a" * 5000}), 400, "input")
     assert "unknown voice 'zork'" in _error(httpx.post(url, json={"input": "hi", "voice": "zork"}), 400, "voice")
     _error(httpx.post(url, json={"input": "hi", "speed": 9}), 400, "speed")

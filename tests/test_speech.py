@@ -122,6 +122,8 @@ def test_bad_text_and_speed(tts):
         tts("word " * 1000)
     with pytest.raises(TextInputError, match="speed"):
         tts("Hi.", speed=10)
+    with pytest.raises(TextInputError, match="nothing speakable"):
+        tts("...")
 
 
 def test_bad_audio(asr):
