@@ -189,3 +189,26 @@ def test_classify_takes_images_with_per_item_errors(server) -> None:
     assert data[3]["error"]["message"].startswith("input[3]: expected {'image'")
     wrong = post(server, "/v1/classify", {"input": [{"image": cat}], "model": "all-minilm-l6-v2"})
     assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "model"
+
+
+def test_v1_classify_takes_image_files_as_a_multipart_form(server) -> None:
+    from pathlib import Path
+
+    import skimage
+
+    samples = Path(skimage.__file__).parent / "data"
+    files = [
+        ("file", ("coffee.png", (samples / "coffee.png").read_bytes(), "image/png")),
+        ("file", ("notes.txt", b"plain text, not a picture", "text/plain")),
+    ]
+    reply = httpx.post(f"{server.url}/v1/classify", files=files, data={"top_k": "2"}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    first, second = reply.json()["data"]
+    assert first["label"] == "espresso" and len(first["top_k"]) == 2
+    assert second["index"] == 1 and "input[1]" in second["error"]["message"]
+    bad = httpx.post(f"{server.url}/v1/classify", files=files, data={"top_k": "lots"}, timeout=60)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "top_k"
+    nothing = httpx.post(f"{server.url}/v1/classify", data={"model": "x"}, files={"other": b"1"}, timeout=60)
+    assert nothing.status_code == 400 and nothing.json()["error"]["param"] == "file"
+    broken = httpx.post(f"{server.url}/v1/classify", content=b"{not json", timeout=60)
+    assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]["message"]

@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from brainwork.errors import ModelNotFoundError
 from brainwork.server.errors import APIError, bad_request, error_body
@@ -36,6 +38,9 @@ class ItemError(Exception):
     """One item's failure, reported in its place in the response."""
 
 
+ImageItem = str | bytes | ItemError  # base64 text or file bytes, or why the item is not an image
+
+
 def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
     router = APIRouter(dependencies=dependencies, responses=ERROR_RESPONSES, tags=["tasks"])
 
@@ -54,7 +59,7 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
     async def classify(body: ClassifyRequest, request: Request) -> Response:
         raw = [body.input] if isinstance(body.input, str) else body.input
         if any(isinstance(item, dict) for item in raw):
-            return await classify_images(body, raw, request)
+            return await classify_images(body, [_image(item, i) for i, item in enumerate(raw)], request)
         tasks = state.task_model(body.model, "classify")
         items = _items(body.input, "input")
         zero_shot = body.labels is not None
@@ -95,17 +100,16 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
             data.append({"index": i, "label": labels[best], "probs": r, "num_classes": len(labels)})
         return _reply("classify", tasks.classifier_name, {"labels": labels, "data": data})
 
-    async def classify_images(body: ClassifyRequest, raw: list[Any], request: Request) -> Response:
+    async def classify_images(body: ClassifyRequest, images: list[ImageItem], request: Request) -> Response:
         from brainwork.pipelines.image_classification import classify_images as run_images
 
         state.require_ready()
         if body.model is not None and body.model in state.model_names():
             raise bad_request(f"model {body.model!r} classifies text; leave 'model' out for images", "model")
-        if not raw:
+        if not images:
             raise bad_request("input: empty list", "input")
-        if len(raw) > MAX_TASK_ITEMS:
-            raise bad_request(f"input: {len(raw)} items, over the limit of {MAX_TASK_ITEMS}", "input")
-        images = [_image(item, i) for i, item in enumerate(raw)]
+        if len(images) > MAX_TASK_ITEMS:
+            raise bad_request(f"input: {len(images)} items, over the limit of {MAX_TASK_ITEMS}", "input")
         top_k = body.top_k or 5
 
         def work() -> list[list[dict[str, Any]] | ItemError]:
@@ -128,8 +132,22 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
 
         return _reply("classify", body.model or DEFAULT_IMAGE_MODEL, {"data": data})
 
-    router.post("/classify", summary="Classify texts; with 'labels', zero-shot (vLLM shape)")(classify)
-    router.post("/v1/classify", summary="The same as /classify")(classify)
+    router.post("/classify", summary="Classify texts or images; with 'labels', zero-shot (vLLM shape)")(classify)
+
+    @router.post(
+        "/v1/classify",
+        summary="The same as /classify; images may also come as a multipart form (file, model, top_k)",
+        openapi_extra={"requestBody": {"required": True, "content": _V1_CLASSIFY_CONTENT}},
+    )
+    async def classify_v1(request: Request) -> Response:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            body, images = await _form_images(request)
+            return await classify_images(body, images, request)
+        try:
+            body = ClassifyRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise RequestValidationError(e.errors()) from None
+        return await classify(body, request)
 
     @router.post("/v1/rerank", summary="Order documents by relevance to a query (Jina/Cohere shape)")
     async def rerank(body: RerankRequest, request: Request) -> Response:
@@ -213,6 +231,43 @@ def _items(raw: Any, field: str) -> list[Any]:
         else:
             out.append(item)
     return out
+
+
+_V1_CLASSIFY_CONTENT = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ClassifyRequest"}},
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                "model": {"type": "string"},
+                "top_k": {"type": "integer", "minimum": 1, "maximum": 1000},
+            },
+        }
+    },
+}
+
+
+async def _form_images(request: Request) -> tuple[ClassifyRequest, list[ImageItem]]:
+    """The multipart form's image files (`file`, repeatable), `model` and `top_k`."""
+    try:
+        form = await request.form()
+    except Exception as e:  # a malformed multipart body
+        raise bad_request(f"the multipart body could not be read: {e}") from None
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    try:
+        body = ClassifyRequest(input=[], model=fields.get("model"), top_k=fields.get("top_k"))
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from None
+    images: list[ImageItem] = []
+    for i, item in enumerate(form.getlist("file")):
+        images.append(item if isinstance(item, str) else await item.read())
+        if isinstance(item, str) and not item:
+            images[-1] = ItemError(f"input[{i}]: an empty field where an image file was expected")
+    if not images:
+        raise bad_request("file: no image file in the form", "file")
+    return body, images
 
 
 def _image(item: Any, i: int) -> str | ItemError:
