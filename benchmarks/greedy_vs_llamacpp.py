@@ -4,7 +4,10 @@ Prompt ids come from llama.cpp's own tokenizer so that only the model arithmetic
 Also reports agreement with transformers (which dequantizes the GGUF to float) on the first
 tokens, to separate "different arithmetic" from "different model".
 
-    .venv/bin/python benchmarks/greedy_vs_llamacpp.py [MODEL ...]
+    .venv/bin/python benchmarks/greedy_vs_llamacpp.py [MODEL ...] [--quantization auto|none|int8|int4]
+
+brainwork runs with `LLM`'s default weights (quantization "auto": the file's 4/8-bit blocks kept
+packed) unless `--quantization` says otherwise.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from tests.refs.llamacpp import LlamaCpp
 NEW_TOKENS = 32
 
 
-def compare(name: str) -> tuple[int, list[int]]:
+def compare(name: str, quantization: str = "auto") -> tuple[int, list[int]]:
     resolved = resolve_model(name, progress=False)
-    loaded = load_decoder(resolved, progress=False)
+    loaded = load_decoder(resolved, progress=False, quantization=quantization)
     engine = engine_for(loaded)
     same, first_diff = 0, []
     with LlamaCpp(resolved.path) as ref:
@@ -42,10 +45,18 @@ def compare(name: str) -> tuple[int, list[int]]:
 
 
 def main() -> None:
-    names = sys.argv[1:] or ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct", "gemma-3-270m"]
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument(
+        "models", nargs="*", default=["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct", "gemma-3-270m"]
+    )
+    ap.add_argument("--quantization", default="auto")
+    args = ap.parse_args()
+    print(f"quantization: {args.quantization}")
     print(f"{'model':32} {'same 32-token output':>22}  first differing position of the others")
-    for name in names:
-        same, diffs = compare(name)
+    for name in args.models:
+        same, diffs = compare(name, args.quantization)
         print(f"{name:32} {same:>19}/{len(PROMPTS)}  {sorted(diffs)}")
 
 

@@ -53,6 +53,23 @@ def _add_sampling(p: argparse.ArgumentParser, max_tokens: int, temperature: floa
     return g
 
 
+def _add_weights(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("weights")
+    g.add_argument(
+        "--quantization",
+        choices=("auto", "none", "int8", "int4"),
+        default="auto",
+        help="how weight matrices are held: auto keeps a GGUF file's 4/8-bit blocks packed, none dequantizes "
+        "to --dtype, int8/int4 requantize any model (default: auto)",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="float weights, activations and KV cache (default: float32)",
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brainwork",
@@ -87,6 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--chat", action="store_true", help="send TEXT as a user message through the model's chat template"
     )
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_weights(run)
     sampling = _add_sampling(run, 256, 0.7)
     sampling.add_argument(
         "--top-p",
@@ -108,6 +126,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("-m", "--model", default=DEFAULT_CHAT_MODEL, help=f"chat model (default: {DEFAULT_CHAT_MODEL})")
     chat.add_argument("--system", metavar="TEXT", help="a system message that sets the assistant's behaviour")
+    _add_weights(chat)
     _add_sampling(chat, 512, 0.7)
 
     embed = sub.add_parser(
@@ -145,6 +164,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from brainwork.cli_media import add_parsers as add_media  # argparse only; the runtimes load when run
 
     add_media(sub)
+    from brainwork.cli_bench import add_parser as add_bench  # argparse only; torch loads when it runs
+
+    add_bench(sub)
     return parser
 
 
@@ -173,6 +195,10 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         from brainwork.cli_models import cmd_models
 
         return cmd_models
+    if name == "bench":
+        from brainwork.cli_bench import cmd_bench
+
+        return cmd_bench
     return _cmd_pull
 
 

@@ -22,7 +22,13 @@ def _load_llm(model: str, args: argparse.Namespace) -> Any:
 
     log.info("loading %s", model)
     # one prompt at a time from the shell: a KV cache for one full context, not a server's worth
-    llm = LLM(model, progress=show_progress(args), max_num_seqs=1)
+    llm = LLM(
+        model,
+        progress=show_progress(args),
+        max_num_seqs=1,
+        quantization=getattr(args, "quantization", "auto"),
+        dtype=getattr(args, "dtype", "float32"),
+    )
     log.info("loaded %s from %s (context %d tokens)", llm.resolved.name, llm.resolved.path, llm.max_model_len)
     return llm
 

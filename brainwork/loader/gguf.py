@@ -111,7 +111,13 @@ class GGUFFile:
         """Yield `(hf_name, tensor)` one at a time, dequantized to `dtype`."""
         for t in self.tensors:
             name = self.hf_name(t.name)
-            yield name, self.to_hf(name, self.dequantize(t, dtype))
+            tensor = self.to_hf(name, self.dequantize(t, dtype))
+            self.release(t)
+            yield name, tensor
+
+    def release(self, t: TensorInfo) -> None:
+        """Done with `t`'s bytes: let go of its file pages (see `GGUFContainer.release`)."""
+        self._container.release(t)
 
     def to_hf(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         """Undo the converter's changes to tensor `name` (HF naming): Q/K row order, Gemma norms.

@@ -8,6 +8,7 @@ spec (v2/v3, little-endian): header, key/value pairs, tensor infos, aligned tens
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,17 @@ class GGUFContainer:
     def tensor_bytes(self, t: TensorInfo) -> np.ndarray:
         """The raw bytes of one tensor as a read-only memory-mapped view."""
         return self.data[t.offset : t.offset + t.n_bytes]
+
+    def release(self, t: TensorInfo) -> None:
+        """Drop the tensor's file pages from this process's resident set once it is converted
+        (they are clean file pages: a later read, e.g. an embedding row, maps them in again)."""
+        mm = getattr(self.data, "_mmap", None)
+        if mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        start = t.offset // page * page
+        end = -(-(t.offset + t.n_bytes) // page) * page
+        mm.madvise(mmap.MADV_DONTNEED, start, min(end, len(mm)) - start)
 
     def _read(self, fmt: str) -> Any:
         value = struct.unpack_from(fmt, self._buf, self._pos)[0]

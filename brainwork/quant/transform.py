@@ -87,7 +87,9 @@ def gguf_weight_stream(
         elif name in linears:
             targets.append(name)
         else:
-            yield name, f.to_hf(name, f.dequantize(t, dtype))
+            tensor = f.to_hf(name, f.dequantize(t, dtype))
+            f.release(t)
+            yield name, tensor
             continue
         for target in targets:
             linear = linears[target]
@@ -102,6 +104,7 @@ def gguf_weight_stream(
                     linear.weight = nn.Parameter(tensor, requires_grad=False)
                 continue
             _swap(model, target.removesuffix(".weight"), _gguf_linear(f, t, target, kind, linear.bias))
+        f.release(t)  # converted: its file pages need not stay resident (embedding rows fault back in)
 
 
 def quantize_linears(model: nn.Module, mode: str) -> dict[str, int]:
