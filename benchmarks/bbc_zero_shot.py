@@ -40,11 +40,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-topic", type=int, default=None, help="articles per topic (default: all 2,225)")
     ap.add_argument("--chat", type=int, default=0, metavar="N", help="also run the chat model on N per topic")
+    ap.add_argument(
+        "--templates", nargs="+", default=["This example is {}."], help="hypothesis templates (default: the default)"
+    )
     args = ap.parse_args()
     texts, topics = articles(args.per_topic)
     zs = pipeline("zero-shot-classification", model="all-minilm-l6-v2")
     print(f"{len(texts)} articles, labels {LABELS}")
-    for template in ("This example is {}.", "This article is about {}."):
+    for template in args.templates:
         for adapt in (False, True):
             t = time.perf_counter()
             out = zs(texts, LABELS, hypothesis_template=template, adapt=adapt)
