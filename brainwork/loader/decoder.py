@@ -16,7 +16,7 @@ from brainwork.models.base import materialize_buffers
 from brainwork.models.config import ModelConfig
 from brainwork.models.registry import decoder_class
 from brainwork.quant.modes import check_quantization
-from brainwork.quant.transform import gguf_weight_stream, quantize_linears
+from brainwork.quant.transform import fuse_projections, gguf_weight_stream, quantize_linears
 from brainwork.store import ResolvedModel
 from brainwork.tokenizer.tokenizer import Tokenizer
 
@@ -38,10 +38,13 @@ def load_decoder(
     packed; "int8"/"int4" requantize any model's matrices. `LLM` defaults to "auto"."""
     check_quantization(quantization)
     if resolved.format == "gguf":
-        return _load_gguf(resolved, dtype, progress, quantization)
-    loaded = _load_hf(resolved, dtype, progress)
-    if quantization in ("int8", "int4"):
-        loaded.kept = quantize_linears(loaded.model, quantization)
+        loaded = _load_gguf(resolved, dtype, progress, quantization)
+    else:
+        loaded = _load_hf(resolved, dtype, progress)
+        if quantization in ("int8", "int4"):
+            loaded.kept = quantize_linears(loaded.model, quantization)
+    if quantization != "none":
+        loaded.kept["fused groups"] = fuse_projections(loaded.model)
     return loaded
 
 

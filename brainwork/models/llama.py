@@ -24,6 +24,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=cfg.attention_bias)
         self.v_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(hq * d, cfg.hidden_size, bias=cfg.attention_out_bias)
+        self.qkv_proj: nn.Module | None = None  # q, k, v in one matmul (brainwork.quant.transform.fuse_projections)
         self.rope_cfg = rope
         self.rotary = RotaryEmbedding(rope, d)
         self.window = cfg.layer_windows[layer]
@@ -36,9 +37,14 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor:
         n, d = x.shape[0], self.cfg.head_dim
-        q = self.q_proj(x).view(n, -1, d)  # (N, Hq, D)
-        k = self.k_proj(x).view(n, -1, d)  # (N, Hkv, D)
-        v = self.v_proj(x).view(n, -1, d)
+        if self.qkv_proj is not None:
+            hq, hkv = self.cfg.num_heads * d, self.cfg.num_kv_heads * d
+            q2, k2, v2 = self.qkv_proj(x).split([hq, hkv, hkv], dim=-1)  # (N, Hq*D + 2 Hkv*D) split
+            q, k, v = q2.view(n, -1, d), k2.view(n, -1, d), v2.view(n, -1, d)
+        else:
+            q = self.q_proj(x).view(n, -1, d)  # (N, Hq, D)
+            k = self.k_proj(x).view(n, -1, d)  # (N, Hkv, D)
+            v = self.v_proj(x).view(n, -1, d)
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = self.rotary(positions, q, k)
@@ -54,9 +60,13 @@ class GatedMLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.mlp_bias)
+        self.gate_up_proj: nn.Module | None = None  # gate and up in one matmul (fuse_projections)
         self.act = get_activation(cfg.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)  # (N, 2I) -> 2 x (N, I)
+            return self.down_proj(self.act(gate) * up)
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 

@@ -124,3 +124,45 @@ def quantize_linears(model: nn.Module, mode: str) -> dict[str, int]:
             continue
         _swap(model, name, q)
     return counts
+
+
+def _concat(parts: list[QuantLinear]) -> QuantLinear | None:
+    """One QuantLinear computing `parts` side by side (outputs concatenated), or None if their
+    forms differ. Packed int4 rows come in tiles of 32 and every part's N is a multiple of 32, so
+    the packed tensors concatenate as they are."""
+    kind = parts[0].kind
+    if any(p.kind != kind or p.in_features != parts[0].in_features for p in parts):
+        return None
+    biases = [p.bias for p in parts]
+    if any(b is None for b in biases) and not all(b is None for b in biases):
+        return None
+    bias = None if biases[0] is None else torch.cat([b.data for b in biases])  # type: ignore[union-attr]
+    n, k = sum(p.out_features for p in parts), parts[0].in_features
+    fused = QuantLinear(k, n, kind, bias)
+    if kind == "int4":
+        fused.register_buffer("packed", torch.cat([p.packed for p in parts]))
+        fused.register_buffer("scales_zeros", torch.cat([p.scales_zeros for p in parts], dim=1))
+    else:
+        fused.register_buffer("weight_int8", torch.cat([p.weight_int8 for p in parts]))
+        fused.register_buffer("scales", torch.cat([p.scales for p in parts]))
+    return fused
+
+
+def fuse_projections(model: nn.Module) -> int:
+    """Fuse q/k/v and gate/up QuantLinears into one kernel call each (`qkv_proj`, `gate_up_proj`):
+    at decode a call costs ~100 us on two cores, mostly fixed overhead, so 7 calls per layer
+    become 4. Returns how many groups were fused."""
+    fused_count = 0
+    for module in model.modules():
+        for names, attr in ((("q_proj", "k_proj", "v_proj"), "qkv_proj"), (("gate_proj", "up_proj"), "gate_up_proj")):
+            parts = [getattr(module, n, None) for n in names]
+            if not all(isinstance(p, QuantLinear) for p in parts):
+                continue
+            fused = _concat(parts)  # type: ignore[arg-type]
+            if fused is None:
+                continue
+            setattr(module, attr, fused)
+            for n in names:  # the parts' memory goes; the fused copy holds the same bytes
+                setattr(module, n, None)
+            fused_count += 1
+    return fused_count
