@@ -81,7 +81,7 @@ def _quant_linear(qtype: T, raw: np.ndarray) -> tuple[QuantLinear, torch.Tensor]
 
 
 @pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q4_K, T.Q8_0, T.Q5_0], ids=lambda q: q.name)
-@pytest.mark.parametrize("m", [1, 7, 16, 64])
+@pytest.mark.parametrize("m", [1, 7, 16, 64, 128])
 def test_packed_matmul_equals_float_matmul(qtype: T, m: int) -> None:
     lin, w = _quant_linear(qtype, _blocks(qtype))
     x = torch.randn(m, w.shape[1], generator=torch.Generator().manual_seed(m))
@@ -91,7 +91,9 @@ def test_packed_matmul_equals_float_matmul(qtype: T, m: int) -> None:
     tol = DENSE_TOL if m >= QuantLinear.dense_rows else KERNEL_TOL
     assert _rel_err(got, x @ lin.dequantize().t()) < tol
     # against the file's float weights: adds bfloat16 scales (int4) or per-row int8 rounding
-    assert _rel_err(got, x @ w.t()) < KERNEL_TOL
+    # (relative Frobenius error: the per-row int8 rounding of 32-value blocks is spread, not peaked)
+    want = x @ w.t()
+    assert ((got - want).norm() / want.norm()).item() < KERNEL_TOL
 
 
 def test_real_q4k_and_q6k_tensors(qwen_gguf: Path) -> None:
@@ -147,8 +149,9 @@ def test_tiny_mixed_gguf_same_logits_as_float(tied: bool, tmp_path: Path) -> Non
     kinds = {type(m).__name__ for m in packed.model.modules()}
     assert {"QuantLinear", "GGUFEmbedding"} <= kinds and "Linear" not in kinds
     assert packed.kept["int4-exact"] == 3 * 4 and packed.kept["int8"] == 3 * 3 + 1
-    ids = torch.randint(0, VOCAB, (24,), generator=torch.Generator().manual_seed(3)).tolist()
-    for chunks in ([24], [16, 1, 1, 1, 1, 1, 1, 1, 1]):  # prefill, then decode through the kernels
+    ids = torch.randint(0, VOCAB, (120,), generator=torch.Generator().manual_seed(3)).tolist()
+    # a prefill (dense path), a chunk on the kernels, then single-token decode steps
+    for chunks in ([120], [100, 12, 1, 1, 1, 1, 1, 1, 1, 1]):
         got, want = _logits_ours(packed, ids, chunks), _logits_ours(float_, ids, chunks)
         span = (want.max() - want.min()).item()
         assert (got - want).abs().max().item() < 0.02 * span

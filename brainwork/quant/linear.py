@@ -25,7 +25,10 @@ _local = threading.local()  # the dense path's weight buffer: one per thread, sh
 class QuantLinear(nn.Module):
     """`y = x @ W^T + b` with `W` packed; `kind` is "int4" or "int8"."""
 
-    dense_rows = 32  # M from which the dense (dequantize + F.linear) path is taken
+    # M from which the dense path (dequantize + F.linear) is taken. Measured per element of W on
+    # 2 cores: dequantizing costs ~2.8 ns once, the bf16 kernel ~0.1 ns per row of x, float32
+    # F.linear ~0.06 ns: even near M = 65. 96 keeps a 64-stream decode step on the kernels.
+    dense_rows = 96
 
     def __init__(self, in_features: int, out_features: int, kind: str, bias: torch.Tensor | None = None) -> None:
         super().__init__()
