@@ -159,6 +159,27 @@ class Answerer:
         text = "".join(chunks)
         return chunks.answer(text)
 
+    def ask_many(self, questions: list[str], where: Where | None = None, **sampling: Any) -> list[Answer]:
+        """Answer several questions in one batch: the engine decodes all prompts together."""
+        prepared = [self.prepare(q, where, sampling.get("max_tokens")) for q in questions]
+        asked = [p for p in prepared if not p.refused]
+        texts: dict[int, str] = {}
+        if asked:
+            outputs = self.llm.generate(
+                [{"prompt_token_ids": p.prompt_ids} for p in asked], self.sampling(**sampling), use_tqdm=False
+            )
+            texts = {id(p): out.outputs[0].text for p, out in zip(asked, outputs, strict=True)}
+        return [
+            Answer(
+                p.question,
+                I_DONT_KNOW if p.refused else texts[id(p)].strip(),
+                p.sources,
+                p.refused,
+                p.results.best_cosine,
+            )
+            for p in prepared
+        ]
+
     def stream(self, question: str, where: Where | None = None, **sampling: Any) -> AnswerStream:
         prepared = self.prepare(question, where, sampling.get("max_tokens"))
         return AnswerStream(self, prepared, sampling)

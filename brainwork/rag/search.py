@@ -1,8 +1,13 @@
-"""Ranking chunks for a query: dense (MiniLM cosine), lexical (FTS5 BM25) or both fused.
+"""Ranking chunks for a query: dense (MiniLM cosine), lexical (FTS5 BM25), or hybrid.
 
-Hybrid search takes each ranker's top `candidates` and fuses them by reciprocal rank
-(score = sum over rankers of 1 / (rrf_k + rank)), so neither ranker's score scale matters.
-Short queries (titles, names) are where BM25 wins and dense loses; paraphrases the reverse.
+Hybrid search ranks documents with four rankers and fuses their ranks (reciprocal rank fusion,
+score = sum over rankers of 1 / (rrf_k + rank), so no ranker's score scale matters):
+chunk cosine, chunk BM25 (each document placed by its best chunk), document cosine (mean chunk
+vector) and document BM25 (over the whole text). It returns each top document's best chunk, so
+k results are k different documents. Short queries (headlines, names) are where BM25 wins and
+dense loses, paraphrases the reverse; whole-document scores catch a headline whose words are
+spread over an article. On the BBC corpus, headlines as queries, top 5 (benchmarks/rag_bbc.py):
+dense chunks 0.886, BM25 chunks 0.878, chunk fusion 0.921, the four fused 0.950.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class Searcher:
         collection: str,
         mode: str = "hybrid",
         candidates: int = 50,
-        rrf_k: int = 60,
+        rrf_k: int = 5,  # small: the fused order should follow the rankers' top few closely
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -71,7 +76,8 @@ class Searcher:
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
         pool = max(self.candidates, k)
-        dense = self.store.dense(self.collection, self.embedder.embed([query])[0], pool, where)
+        vector = self.embedder.embed([query])[0]  # (D,)
+        dense = self.store.dense(self.collection, vector, pool, where)
         lexical = self.store.lexical(self.collection, query, pool, where) if self.mode != "dense" else []
         best = dense[0][1] if dense else 0.0
         cosine = dict(dense)
@@ -81,11 +87,7 @@ class Searcher:
         elif self.mode == "lexical":
             ranked = lexical[:k]
         else:
-            fused: dict[int, float] = {}
-            for ranking in (dense, lexical):
-                for rank, (cid, _) in enumerate(ranking):
-                    fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
-            ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+            ranked = self._hybrid(query, vector, dense, lexical, k, pool, where, cosine)
         records = {r.id: r for r in self.store.chunks([cid for cid, _ in ranked])}
         hits = [
             Hit(r.source, r.index, r.text, score, cosine.get(cid), bm25.get(cid), cid, r.metadata)
@@ -93,3 +95,49 @@ class Searcher:
             if (r := records.get(cid)) is not None
         ]
         return Results(hits, best)
+
+    def _hybrid(
+        self,
+        query: str,
+        vector: Any,
+        dense: list[tuple[int, float]],
+        lexical: list[tuple[int, float]],
+        k: int,
+        pool: int,
+        where: Where | None,
+        cosine: dict[int, float],
+    ) -> list[tuple[int, float]]:
+        """(chunk id, fused score) of the best chunk of each of the k best documents."""
+        doc_of = self.store.chunk_documents(self.collection, [c for c, _ in dense + lexical])
+        rankings = [
+            _first_per_document(dense, doc_of),
+            _first_per_document(lexical, doc_of),
+            [d for d, _ in self.store.document_dense(self.collection, vector, pool, where)],
+            [d for d, _ in self.store.document_lexical(self.collection, query, pool, where)],
+        ]
+        fused: dict[int, float] = {}
+        for ranking in rankings:
+            for rank, did in enumerate(ranking):
+                fused[did] = fused.get(did, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+        top = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        # each document's chunk: its best in the chunk rankings, else its closest by cosine
+        chunk_fused: dict[int, float] = {}
+        for ranking in (dense, lexical):
+            for rank, (cid, _) in enumerate(ranking):
+                chunk_fused[cid] = chunk_fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+        chosen: dict[int, int] = {}
+        for cid, _ in sorted(chunk_fused.items(), key=lambda kv: -kv[1]):
+            chosen.setdefault(doc_of[cid], cid)
+        missing = [d for d, _ in top if d not in chosen]
+        for did, (cid, cos) in self.store.best_chunks(self.collection, missing, vector).items():
+            chosen[did] = cid
+            cosine.setdefault(cid, cos)
+        return [(chosen[d], score) for d, score in top if d in chosen]
+
+
+def _first_per_document(ranking: list[tuple[int, float]], doc_of: dict[int, int]) -> list[int]:
+    """Document ids in the order their first chunk appears in a chunk ranking."""
+    seen: dict[int, None] = {}
+    for cid, _ in ranking:
+        seen.setdefault(doc_of[cid], None)
+    return list(seen)

@@ -149,6 +149,16 @@ class VectorStore(Protocol):
         self, collection: str, query: np.ndarray, k: int, where: Where | None = None
     ) -> list[tuple[int, float]]: ...
     def lexical(self, collection: str, text: str, k: int, where: Where | None = None) -> list[tuple[int, float]]: ...
+    def document_dense(
+        self, collection: str, query: np.ndarray, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]: ...
+    def document_lexical(
+        self, collection: str, text: str, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]: ...
+    def chunk_documents(self, collection: str, chunk_ids: Sequence[int]) -> dict[int, int]: ...
+    def best_chunks(
+        self, collection: str, doc_ids: Sequence[int], query: np.ndarray
+    ) -> dict[int, tuple[int, float]]: ...
     def chunks(self, ids: Sequence[int]) -> list[ChunkRecord]: ...
     def check_integrity(self) -> list[str]: ...
     def close(self) -> None: ...
@@ -173,17 +183,17 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE INDEX IF NOT EXISTS chunks_by_collection ON chunks(collection_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, collection_id UNINDEXED, content='chunks', content_rowid='id', tokenize='porter unicode61'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text, collection_id) VALUES (new.id, new.text, new.collection_id);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text, collection_id)
-    VALUES ('delete', old.id, old.text, old.collection_id);
-END;
 """
+
+# Two FTS5 indexes per collection, so a search never filters other collections' matches row by
+# row: fts_<id> over chunks (reading their text from `chunks`, external content) and docfts_<id>
+# over whole documents (rowid = document id; BM25 over a whole article ranks it by all its words,
+# which a short query such as a headline needs). Kept in step by hand, in the chunks' transaction.
+_FTS = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts_{cid} USING fts5("
+    "text, content='chunks', content_rowid='id', tokenize='porter unicode61')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS docfts_{cid} USING fts5(text, tokenize='porter unicode61')",
+)
 
 
 @dataclass
@@ -194,6 +204,8 @@ class _Matrix:
     chunk_ids: np.ndarray  # (N,) int64
     doc_ids: np.ndarray  # (N,) int64
     vectors: np.ndarray  # (N, D) float32, unit rows
+    doc_rows: np.ndarray  # (M,) int64: document ids
+    doc_vectors: np.ndarray  # (M, D) float32: each document's mean chunk vector, unit rows
 
 
 class SQLiteStore:
@@ -229,10 +241,18 @@ class SQLiteStore:
         with self._lock:
             row = self._db.execute("SELECT model, dim FROM collections WHERE name = ?", (name,)).fetchone()
             if row is None:
-                self._db.execute(
-                    "INSERT INTO collections(name, model, dim, created) VALUES (?, ?, ?, ?)",
-                    (name, model, dim, time.time()),
-                )
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = self._db.execute(
+                        "INSERT INTO collections(name, model, dim, created) VALUES (?, ?, ?, ?)",
+                        (name, model, dim, time.time()),
+                    )
+                    for ddl in _FTS:
+                        self._db.execute(ddl.format(cid=int(cur.lastrowid or 0)))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
             elif (row[0], row[1]) != (model, dim):
                 raise EmbeddingMismatchError(
                     f"collection {name!r} holds {row[1]}-dimensional vectors from {row[0]!r}, not {dim} from {model!r}"
@@ -260,6 +280,8 @@ class SQLiteStore:
             cid = self._collection_id(name)
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute(f"DROP TABLE IF EXISTS fts_{cid}")
+                self._db.execute(f"DROP TABLE IF EXISTS docfts_{cid}")
                 self._db.execute("DELETE FROM chunks WHERE collection_id = ?", (cid,))
                 self._db.execute("DELETE FROM documents WHERE collection_id = ?", (cid,))
                 self._db.execute("DELETE FROM collections WHERE id = ?", (cid,))
@@ -322,8 +344,7 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                     return "unchanged"
                 if old is not None:
-                    self._db.execute("DELETE FROM chunks WHERE document_id = ?", (old[0],))
-                    self._db.execute("DELETE FROM documents WHERE id = ?", (old[0],))
+                    self._delete_rows(cid, old[0])
                 cur = self._db.execute(
                     "INSERT INTO documents(collection_id, source, hash, metadata, n_chunks, embedding, added) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -334,6 +355,10 @@ class SQLiteStore:
                     "INSERT INTO chunks(document_id, collection_id, idx, text, embedding) VALUES (?, ?, ?, ?, ?)",
                     ((did, cid, i, text, vectors[i].tobytes()) for i, text in enumerate(chunks)),
                 )
+                self._db.execute(
+                    f"INSERT INTO fts_{cid}(rowid, text) SELECT id, text FROM chunks WHERE document_id = ?", (did,)
+                )
+                self._db.execute(f"INSERT INTO docfts_{cid}(rowid, text) VALUES (?, ?)", (did, "\n\n".join(chunks)))
                 self._db.execute("UPDATE collections SET version = version + 1 WHERE id = ?", (cid,))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -350,14 +375,24 @@ class SQLiteStore:
                     "SELECT id FROM documents WHERE collection_id = ? AND source = ?", (cid, source)
                 ).fetchone()
                 if row is not None:
-                    self._db.execute("DELETE FROM chunks WHERE document_id = ?", (row[0],))
-                    self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+                    self._delete_rows(cid, row[0])
                     self._db.execute("UPDATE collections SET version = version + 1 WHERE id = ?", (cid,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return row is not None
+
+    def _delete_rows(self, cid: int, did: int) -> None:
+        """A document's rows and index entries (inside the caller's transaction)."""
+        self._db.execute(
+            f"INSERT INTO fts_{cid}(fts_{cid}, rowid, text) "
+            "SELECT 'delete', id, text FROM chunks WHERE document_id = ?",
+            (did,),
+        )
+        self._db.execute(f"DELETE FROM docfts_{cid} WHERE rowid = ?", (did,))
+        self._db.execute("DELETE FROM chunks WHERE document_id = ?", (did,))
+        self._db.execute("DELETE FROM documents WHERE id = ?", (did,))
 
     def documents(self, collection: str) -> list[DocumentInfo]:
         with self._lock:
@@ -401,19 +436,55 @@ class SQLiteStore:
             cid = self._collection_id(collection)
             m = self._matrix(cid)
             allowed = self._allowed_documents(cid, where)
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
-        if q.shape[0] != m.vectors.shape[1]:
-            raise EmbeddingMismatchError(f"query vector has width {q.shape[0]}, the collection {m.vectors.shape[1]}")
-        q = q / max(float(np.linalg.norm(q)), 1e-12)
-        scores = m.vectors @ q  # (N,)
-        if allowed is not None:
-            scores = np.where(np.isin(m.doc_ids, allowed), scores, -np.inf)
-        k = min(k, int(np.isfinite(scores).sum()))
-        if k <= 0:
+        return _top_k(m.vectors, m.chunk_ids, m.doc_ids, query, k, allowed)
+
+    def document_dense(
+        self, collection: str, query: np.ndarray, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]:
+        """The k documents whose mean chunk vector is closest to `query`, as (document id, cosine)."""
+        with self._lock:
+            cid = self._collection_id(collection)
+            m = self._matrix(cid)
+            allowed = self._allowed_documents(cid, where)
+        return _top_k(m.doc_vectors, m.doc_rows, m.doc_rows, query, k, allowed)
+
+    def document_lexical(
+        self, collection: str, text: str, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]:
+        """The k documents of best BM25 over their whole text, as (document id, -bm25)."""
+        expression = match_expression(text)
+        if expression is None:
             return []
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(m.chunk_ids[i]), float(scores[i])) for i in top]
+        with self._lock:
+            cid = self._collection_id(collection)
+            allowed = self._allowed_documents(cid, where)
+            sql, args = f"SELECT rowid, rank FROM docfts_{cid} WHERE docfts_{cid} MATCH ? ", [expression]
+            if allowed is not None:
+                sql += f"AND rowid IN ({','.join('?' * len(allowed))}) "
+                args += [int(a) for a in allowed]
+            rows = self._db.execute(sql + "ORDER BY rank LIMIT ?", [*args, k]).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def chunk_documents(self, collection: str, chunk_ids: Sequence[int]) -> dict[int, int]:
+        """The document id of each chunk id."""
+        with self._lock:
+            m = self._matrix(self._collection_id(collection))
+        index = dict(zip(m.chunk_ids.tolist(), m.doc_ids.tolist(), strict=True))
+        return {c: index[c] for c in chunk_ids if c in index}
+
+    def best_chunks(self, collection: str, doc_ids: Sequence[int], query: np.ndarray) -> dict[int, tuple[int, float]]:
+        """For each document id, its chunk closest to `query`: (chunk id, cosine)."""
+        with self._lock:
+            m = self._matrix(self._collection_id(collection))
+        q = _unit(query, m.vectors.shape[1])
+        out = {}
+        for did in doc_ids:
+            rows = np.flatnonzero(m.doc_ids == did)
+            if rows.size:
+                scores = m.vectors[rows] @ q
+                best = int(np.argmax(scores))
+                out[did] = (int(m.chunk_ids[rows[best]]), float(scores[best]))
+        return out
 
     def lexical(self, collection: str, text: str, k: int, where: Where | None = None) -> list[tuple[int, float]]:
         """The k chunks of best BM25 for the words of `text` (any of them), as (chunk id, -bm25)."""
@@ -423,15 +494,12 @@ class SQLiteStore:
         with self._lock:
             cid = self._collection_id(collection)
             allowed = self._allowed_documents(cid, where)
-            sql = (
-                "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
-                "WHERE chunks_fts MATCH ? AND f.collection_id = ? "
-            )
-            args: list[Any] = [expression, cid]
+            sql = f"SELECT rowid, rank FROM fts_{cid} WHERE fts_{cid} MATCH ? "  # rank: bm25, lower is better
+            args: list[Any] = [expression]
             if allowed is not None:
-                sql += f"AND f.rowid IN (SELECT id FROM chunks WHERE document_id IN ({','.join('?' * len(allowed))})) "
+                sql += f"AND rowid IN (SELECT id FROM chunks WHERE document_id IN ({','.join('?' * len(allowed))})) "
                 args += [int(a) for a in allowed]
-            rows = self._db.execute(sql + "ORDER BY s LIMIT ?", [*args, k]).fetchall()
+            rows = self._db.execute(sql + "ORDER BY rank LIMIT ?", [*args, k]).fetchall()
         return [(int(r[0]), -float(r[1])) for r in rows]
 
     def chunks(self, ids: Sequence[int]) -> list[ChunkRecord]:
@@ -460,11 +528,16 @@ class SQLiteStore:
         # vectors from any source rank by cosine
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.maximum(norms, 1e-12)
+        docs = self._db.execute(
+            "SELECT id, embedding FROM documents WHERE collection_id = ? ORDER BY id", (cid,)
+        ).fetchall()
         m = _Matrix(
             version,
             np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
             np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
             vectors.astype(np.float32, copy=False),
+            np.fromiter((r[0] for r in docs), dtype=np.int64, count=len(docs)),
+            np.frombuffer(b"".join(r[1] for r in docs), dtype=np.float32).reshape(len(docs), dim),
         )
         self._matrices[cid] = m
         return m
@@ -493,10 +566,23 @@ class SQLiteStore:
             result = [r[0] for r in self._db.execute("PRAGMA integrity_check")]
             if result != ["ok"]:
                 problems += [f"sqlite: {r}" for r in result]
-            try:
-                self._db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-            except sqlite3.DatabaseError as e:
-                problems.append(f"fts index: {e}")
+            for cid, name in self._db.execute("SELECT id, name FROM collections").fetchall():
+                try:  # rank 1: also compare the index with the chunk texts it was built from
+                    self._db.execute(f"INSERT INTO fts_{cid}(fts_{cid}, rank) VALUES ('integrity-check', 1)")
+                    self._db.execute(f"INSERT INTO docfts_{cid}(docfts_{cid}) VALUES ('integrity-check')")
+                except sqlite3.DatabaseError as e:
+                    problems.append(f"collection {name!r}: text index: {e}")
+                (unindexed,) = self._db.execute(
+                    f"SELECT count(*) FROM documents d WHERE d.collection_id = ? "
+                    f"AND NOT EXISTS (SELECT 1 FROM docfts_{cid} f WHERE f.rowid = d.id)",
+                    (cid,),
+                ).fetchone()
+                (stray,) = self._db.execute(
+                    f"SELECT count(*) FROM docfts_{cid} f "
+                    "WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = f.rowid)"
+                ).fetchone()
+                if unindexed or stray:
+                    problems.append(f"collection {name!r}: {unindexed} documents unindexed, {stray} stray index rows")
             for source, want, have in self._db.execute(
                 "SELECT d.source, d.n_chunks, (SELECT count(*) FROM chunks k WHERE k.document_id = d.id) AS have "
                 "FROM documents d WHERE have != d.n_chunks"
@@ -518,6 +604,31 @@ class SQLiteStore:
             ):
                 problems.append(f"collection {name!r}: {bad} chunk vectors of the wrong size")
         return problems
+
+
+def _unit(query: np.ndarray, dim: int) -> np.ndarray:
+    q = np.asarray(query, dtype=np.float32).reshape(-1)
+    if q.shape[0] != dim:
+        raise EmbeddingMismatchError(f"query vector has width {q.shape[0]}, the collection {dim}")
+    return q / max(float(np.linalg.norm(q)), 1e-12)
+
+
+def _top_k(
+    vectors: np.ndarray, ids: np.ndarray, doc_ids: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None
+) -> list[tuple[int, float]]:
+    """Rows of `vectors` (N, D) of highest cosine with `query` (D,), among the allowed documents,
+    as (id, cosine), best first. Exact: one matrix-vector product and a partial sort."""
+    if vectors.shape[0] == 0:
+        return []
+    scores = vectors @ _unit(query, vectors.shape[1])  # (N,)
+    if allowed is not None:
+        scores = np.where(np.isin(doc_ids, allowed), scores, -np.inf)
+    k = min(k, int(np.isfinite(scores).sum()))
+    if k <= 0:
+        return []
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(ids[i]), float(scores[i])) for i in top]
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
