@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from brainwork.catalog import DEFAULT_CHAT_MODEL
+from brainwork.errors import BrainworkError
 
 PEERS = ("llamacpp", "transformers")
 
@@ -135,7 +136,7 @@ def _work_llamacpp(a: argparse.Namespace, vocab: int, path: Path, threads: int) 
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
     params.n_parallel = most
-    params.n_ctx = max(a.prefill, a.prompt + a.tokens + 8) * most  # split evenly over the slots
+    params.n_ctx = max(a.prefill, a.prompt + a.tokens) * most + 64 * most  # split evenly over the slots
     params.n_batch = max(512, a.prefill)
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
@@ -238,8 +239,10 @@ def _run_worker(engine: str, a: argparse.Namespace) -> dict[str, Any]:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")]
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise RuntimeError(f"the {engine} benchmark failed (exit {proc.returncode}):\n{tail}")
-    return json.loads(lines[-1][len("BENCH ") :])
+        raise BrainworkError(f"the {engine} benchmark failed (exit {proc.returncode}):\n{tail}")
+    result = json.loads(lines[-1][len("BENCH ") :])
+    print(f"{engine}: {json.dumps(result)}", file=sys.stderr, flush=True)  # kept even if a later peer fails
+    return result
 
 
 def run_bench(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
