@@ -2,10 +2,11 @@
 
 Chunks are synthetic (the point is the store, not the model): 60-word texts drawn from a
 Zipf-distributed 20,000-word vocabulary, and random unit 384-dimensional vectors, written ten
-chunks to a document (one transaction each). Queries are 5 words from the same vocabulary past its
-100 commonest (a real query's stopwords are dropped) with random vectors. Reported per size: chunks/s written, bytes on disk per chunk, and p50/p99
-latency of dense (exact cosine over the in-memory matrix), lexical (FTS5 BM25) and hybrid
-search (both, fused, chunk texts fetched), plus the first query's cost of loading the matrix.
+chunks to a document (one transaction each). Queries are 5 words from the same vocabulary past
+its 100 commonest (a real query's stopwords are dropped) with random vectors. Reported per size:
+chunks/s written, bytes on disk per chunk, and p50/p99 latency of dense (exact cosine over the
+in-memory matrix), lexical (FTS5 BM25 over chunks) and hybrid search (chunk and document rankers
+fused, chunk texts fetched), plus the first query's cost of loading the matrix.
 The model's own cost is measured beside it for scale: MiniLM embedding of 200 real chunks.
 
     .venv/bin/python benchmarks/rag_scale.py [--sizes 10000 100000] [--queries 200]
