@@ -36,6 +36,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="model behind /v1/rerank and /v1/score: a cross-encoder or an embedding model, or 'none' "
         "(default: the embedding model)",
     )
+    p.add_argument(
+        "--store",
+        metavar="PATH",
+        help="the RAG/recommendation store behind /v1/rag/query, /v1/collections and /v1/recommendations "
+        "(default: $BRAINWORK_STORE or ~/.local/share/brainwork/store.sqlite)",
+    )
     p.add_argument("--served-model-name", metavar="NAME", help="the chat model's name in the API (default: --model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
@@ -84,6 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from brainwork.server import ServerConfig, ServerState, build_app
 
     logging.getLogger("brainwork").setLevel(logging.INFO)  # a server says what it is doing
+    if args.store:
+        os.environ["BRAINWORK_STORE"] = args.store  # read by the store when the RAG routes first open it
     keys = list(args.api_key)
     if os.environ.get("BRAINWORK_API_KEY"):
         keys.append(os.environ["BRAINWORK_API_KEY"])

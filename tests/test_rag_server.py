@@ -4,7 +4,6 @@ its store in a temporary SQLite file: ingest, answers whole and streamed, refusa
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import httpx
@@ -28,16 +27,8 @@ ITEMS = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     store = tmp_path_factory.mktemp("rag") / "server.sqlite"
-    old = os.environ.get("BRAINWORK_STORE")
-    os.environ["BRAINWORK_STORE"] = str(store)  # the server process inherits it
-    try:
-        with serve("--max-model-len", "1024", "--max-body-mb", "0.25") as s:
-            yield s
-    finally:
-        if old is None:
-            os.environ.pop("BRAINWORK_STORE", None)
-        else:
-            os.environ["BRAINWORK_STORE"] = old
+    with serve("--max-model-len", "1024", "--max-body-mb", "0.25", "--store", str(store)) as s:
+        yield s
 
 
 def _post(server: Server, path: str, body: dict) -> httpx.Response:
