@@ -75,5 +75,3 @@ class TaskModels:
 
     def names(self) -> list[str]:
         return [n for n in (self.classifier_name, self.pair_name) if n is not None]
-
-
