@@ -197,3 +197,17 @@ def test_smollm2_perplexity_within_1_percent_of_float() -> None:
     del packed
     ppl_float = perplexity(load_decoder(resolved, progress=False, quantization="none"), ids)
     assert abs(ppl_packed / ppl_float - 1) < 0.01, (ppl_packed, ppl_float)
+
+
+def test_dense_path_works_outside_inference_mode_after_inside() -> None:
+    """The dense path's reused weight buffer: one made under `torch.inference_mode()` (as the
+    engine runs) must not be written by a later call outside it (a user's own forward)."""
+    from brainwork.quant import linear
+
+    linear._local.__dict__.clear()  # this thread's buffers, as in a fresh process
+    lin, _ = _quant_linear(T.Q4_0, _blocks(T.Q4_0))
+    x = torch.randn(QuantLinear.dense_rows, lin.in_features)
+    with torch.inference_mode():
+        inside = lin(x)
+    outside = lin(x)
+    assert torch.equal(inside, outside)

@@ -79,9 +79,13 @@ class QuantLinear(nn.Module):
         xf = x.float()
         out = torch.empty(x.shape[0], self.out_features)
         n_rows = min(self.out_features, _DENSE_SLICE)
-        buf = getattr(_local, "buf", None)
+        # A tensor made under inference mode cannot be written outside it (and the reverse is a
+        # copy torch warns about), so each mode keeps its own buffer.
+        key = "buf_inference" if torch.is_inference_mode_enabled() else "buf"
+        buf = getattr(_local, key, None)
         if buf is None or buf.numel() < n_rows * self.in_features:
-            buf = _local.buf = torch.empty(n_rows * self.in_features)
+            buf = torch.empty(n_rows * self.in_features)
+            setattr(_local, key, buf)
         for start in range(0, self.out_features, _DENSE_SLICE):
             rows = slice(start, start + _DENSE_SLICE)
             n = min(_DENSE_SLICE, self.out_features - start)
