@@ -58,9 +58,9 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--quantization",
         choices=("auto", "none", "int8", "int4"),
-        default="auto",
-        help="how weight matrices are held: auto keeps a GGUF file's 4/8-bit blocks packed, none dequantizes "
-        "to --dtype, int8/int4 requantize any model (default: auto)",
+        default="none",
+        help="how weight matrices are held: none dequantizes to --dtype, auto keeps a GGUF file's 4/8-bit "
+        "blocks packed, int8/int4 requantize any model (default: none)",
     )
     g.add_argument(
         "--dtype",

@@ -26,7 +26,7 @@ def _load_llm(model: str, args: argparse.Namespace) -> Any:
         model,
         progress=show_progress(args),
         max_num_seqs=1,
-        quantization=getattr(args, "quantization", "auto"),
+        quantization=getattr(args, "quantization", "none"),
         dtype=getattr(args, "dtype", "float32"),
     )
     log.info("loaded %s from %s (context %d tokens)", llm.resolved.name, llm.resolved.path, llm.max_model_len)

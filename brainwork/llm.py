@@ -29,8 +29,12 @@ class LLM:
     Engine settings (`max_num_seqs`, `max_num_batched_tokens`, `kv_cache_gib`, `block_size`,
     `enable_prefix_caching`, `num_kv_blocks`) pass through to `EngineConfig`.
     `dtype` is that of float weights, activations and the KV cache; `quantization` is how weight
-    matrices are held: "auto" keeps a GGUF file's 4/8-bit blocks packed (int4/int8 kernels),
-    "none" dequantizes to `dtype`, "int8"/"int4" requantize any model (`brainwork.quant`).
+    matrices are held: "none" (the default) dequantizes to `dtype`; "auto" keeps a GGUF file's
+    4/8-bit blocks packed (int4/int8 kernels), "int8"/"int4" requantize any model
+    (`brainwork.quant`). Packed weights are opt-in because their matmul takes a different path
+    for small and large batches (bf16 kernel vs dequantized float32), so a request's greedy
+    tokens could depend on what it is batched with; float weights give the same tokens alone or
+    batched.
     """
 
     def __init__(
@@ -38,7 +42,7 @@ class LLM:
         model: str = DEFAULT_CHAT_MODEL,
         *,
         dtype: str = "float32",
-        quantization: str = "auto",
+        quantization: str = "none",
         max_model_len: int | None = None,
         progress: bool = True,
         **engine_args: Any,

@@ -35,7 +35,7 @@ def load_decoder(
 ) -> LoadedDecoder:
     """`quantization` (see `brainwork.quant.modes`): "none" dequantizes every weight to `dtype`
     (the reference path the parity tests use); "auto" keeps a GGUF file's 4- and 8-bit blocks
-    packed; "int8"/"int4" requantize any model's matrices. `LLM` defaults to "auto"."""
+    packed; "int8"/"int4" requantize any model's matrices. `LLM` defaults to "none" too."""
     check_quantization(quantization)
     if resolved.format == "gguf":
         loaded = _load_gguf(resolved, dtype, progress, quantization)
