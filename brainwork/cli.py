@@ -57,10 +57,11 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("weights")
     g.add_argument(
         "--quantization",
-        choices=("auto", "none", "int8", "int4"),
+        choices=("auto", "none", "int8", "int4", "ggml"),
         default="none",
         help="how weight matrices are held: none dequantizes to --dtype, auto keeps a GGUF file's 4/8-bit "
-        "blocks packed, int8/int4 requantize any model (default: none)",
+        "blocks packed, int8/int4 requantize any model, ggml computes a GGUF file exactly as llama.cpp "
+        "does (same greedy tokens; slow, a reference path) (default: none)",
     )
     g.add_argument(
         "--dtype",

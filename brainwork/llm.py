@@ -34,7 +34,9 @@ class LLM:
     (`brainwork.quant`). Packed weights are opt-in because their matmul takes a different path
     for small and large batches (bf16 kernel vs dequantized float32), so a request's greedy
     tokens could depend on what it is batched with; float weights give the same tokens alone or
-    batched.
+    batched. "ggml" computes a GGUF file exactly as llama.cpp's CPU backend does (8-bit activation
+    blocks, its summation order, a float16 KV cache and its flash attention: `brainwork.numerics`),
+    so greedy output equals llama.cpp's token for token; a slow reference path, batch-invariant.
     """
 
     def __init__(

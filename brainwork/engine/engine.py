@@ -72,6 +72,9 @@ class LLMEngine:
         dtype = next(model.parameters()).dtype
         if not dtype.is_floating_point:  # quantized weights: keep the cache in float32
             dtype = torch.float32
+        ggml = getattr(model, "ggml_attention", None)  # llama.cpp's arithmetic: float16 cache, its attention
+        if ggml is not None:
+            dtype = torch.float16
         cfg = model_config
         per_block = PagedKVCache.bytes_per_block(
             cfg.num_layers, config.block_size, cfg.num_kv_heads, cfg.head_dim, dtype
@@ -83,6 +86,9 @@ class LLMEngine:
                 f"{config.max_model_len}: raise kv_cache_gib or lower max_model_len"
             )
         self.cache = PagedKVCache(cfg.num_layers, num_blocks, config.block_size, cfg.num_kv_heads, cfg.head_dim, dtype)
+        if ggml is not None:
+            self.cache.ggml_order = ggml if isinstance(ggml, torch.Tensor) else None
+            self.cache.ggml = True
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
         self.runner = ModelRunner(model, self.cache)

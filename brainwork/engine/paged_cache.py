@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from brainwork.engine.native_decode import NativeDecode
+from brainwork.numerics.flash_attention import ggml_attention
 
 
 class PagedKVCache:
@@ -31,6 +32,9 @@ class PagedKVCache:
         self.k = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.native = NativeDecode.create(dtype, head_dim)  # None: decode through gather + SDPA
+        # llama.cpp's arithmetic (`brainwork.numerics`): every chunk attends with ggml's algorithm
+        self.ggml = False
+        self.ggml_order: torch.Tensor | None = None  # q.k summation order of `llama` GGUF files
         # gather buffers reused by every layer and step: fresh multi-MB tensors each layer cost
         # page faults that measured slower than the copy itself
         self._work = [torch.empty(0, dtype=dtype), torch.empty(0, dtype=dtype)]
@@ -93,6 +97,7 @@ class PagedAttention:
 
     def __init__(self, cache: PagedKVCache, chunks: list[ChunkMeta], bucket_slack: float = 1.25) -> None:
         self.cache = cache
+        self.chunks = chunks
         bs = cache.block_size
         slots: list[int] = []  # cache slot of every token in the flat batch, in row order
         self.groups: list[_Group] = []
@@ -168,6 +173,8 @@ class PagedAttention:
         hkv, d = kc.shape[2], kc.shape[3]
         kc.view(-1, hkv, d).index_copy_(0, self.slot_mapping, k.to(kc.dtype))
         vc.view(-1, hkv, d).index_copy_(0, self.slot_mapping, v.to(vc.dtype))
+        if self.cache.ggml:
+            return self._attend_ggml(layer, q, scale=scale, window=window)
         g_per_kv = q.shape[1] // hkv
         q = q.contiguous()
         out = torch.empty_like(q)
@@ -189,4 +196,39 @@ class PagedAttention:
             # (B, Hkv, G * Tq, D) -> (B * Tq, Hq, D)
             o = o.view(g.batch, hkv, g_per_kv, tq, d).permute(0, 3, 1, 2, 4).reshape(g.batch * tq, hkv * g_per_kv, d)
             out[g.rows] = o
+        return out
+
+    def _attend_ggml(self, layer: int, q: torch.Tensor, *, scale: float, window: int | None) -> torch.Tensor:
+        """Each chunk's queries over its sequence's float16 keys/values, as ggml computes them:
+        prompt chunks one at a time, all one-token decodes in one batched call (padded keys are
+        past every query's position, so they are skipped)."""
+        kc, vc = self.cache.k[layer], self.cache.v[layer]
+        hkv, d, bs = kc.shape[2], kc.shape[3], self.cache.block_size
+        out = torch.empty(q.shape, dtype=torch.float32)
+        order = self.cache.ggml_order
+        decodes: list[tuple[int, ChunkMeta]] = []
+        row = 0
+        for c in self.chunks:
+            end = c.start + c.num_tokens
+            if c.num_tokens == 1:
+                decodes.append((row, c))
+            else:
+                blocks = torch.tensor(c.block_table[: -(-end // bs)], dtype=torch.long)
+                keys = kc[blocks].view(-1, hkv, d)[:end]  # (end, Hkv, D) float16
+                vals = vc[blocks].view(-1, hkv, d)[:end]
+                rows = slice(row, row + c.num_tokens)
+                positions = torch.arange(c.start, end)
+                out[rows] = ggml_attention(q[rows].float(), positions, keys, vals, scale, window, order)
+            row += c.num_tokens
+        if decodes:
+            nb = max(-(-(c.start + 1) // bs) for _, c in decodes)
+            tables = torch.zeros(len(decodes), nb, dtype=torch.long)  # padded with block 0: masked
+            for i, (_, c) in enumerate(decodes):
+                used = c.block_table[: -(-(c.start + 1) // bs)]
+                tables[i, : len(used)] = torch.tensor(used, dtype=torch.long)
+            keys = kc[tables].view(len(decodes), -1, hkv, d)  # (B, nb * bs, Hkv, D)
+            vals = vc[tables].view(len(decodes), -1, hkv, d)
+            rows = torch.tensor([r for r, _ in decodes])
+            pos = torch.tensor([[c.start] for _, c in decodes])  # (B, 1)
+            out[rows] = ggml_attention(q[rows][:, None].float(), pos, keys, vals, scale, window, order)[:, 0]
         return out

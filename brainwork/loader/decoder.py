@@ -15,6 +15,7 @@ from brainwork.loader.safetensors import iter_safetensors
 from brainwork.models.base import materialize_buffers
 from brainwork.models.config import ModelConfig
 from brainwork.models.registry import decoder_class
+from brainwork.numerics.apply import to_ggml_numerics
 from brainwork.quant.modes import check_quantization
 from brainwork.quant.transform import fuse_projections, gguf_weight_stream, quantize_linears
 from brainwork.store import ResolvedModel
@@ -37,6 +38,12 @@ def load_decoder(
     (the reference path the parity tests use); "auto" keeps a GGUF file's 4- and 8-bit blocks
     packed; "int8"/"int4" requantize any model's matrices. `LLM` defaults to "none" too."""
     check_quantization(quantization)
+    if quantization == "ggml":
+        if resolved.format != "gguf":
+            raise ValueError(
+                f"quantization='ggml' reproduces llama.cpp's arithmetic on GGUF files; {resolved.path} is not one"
+            )
+        return _load_ggml(resolved, progress)
     if resolved.format == "gguf":
         loaded = _load_gguf(resolved, dtype, progress, quantization)
     else:
@@ -85,6 +92,13 @@ def _load_gguf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool, quan
     types = f.tensor_types
     main = max((t for t in types if t not in ("F32",)), key=lambda t: types[t], default="F32")
     return LoadedDecoder(_finish(model), config, tokenizer, main, kept)
+
+
+def _load_ggml(resolved: ResolvedModel, progress: bool) -> LoadedDecoder:
+    """Float weights, then every op swapped for its ggml-exact form (`brainwork.numerics`)."""
+    loaded = _load_gguf(resolved, torch.float32, progress, "none")
+    loaded.kept = to_ggml_numerics(loaded.model, GGUFFile(resolved.path))
+    return loaded
 
 
 def _load_hf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool) -> LoadedDecoder:

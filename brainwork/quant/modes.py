@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from brainwork.quant.gguf_blocks import INT4_TYPES
 
-QUANTIZATIONS = ("auto", "none", "int8", "int4")
+QUANTIZATIONS = ("auto", "none", "int8", "int4", "ggml")
 FLOAT_TYPES = frozenset(["F32", "F16", "BF16"])
 
 

@@ -1,0 +1,151 @@
+"""Switch a float model loaded from a GGUF file to ggml's arithmetic (`numerics="ggml"`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from brainwork.layers.norm import RMSNorm
+from brainwork.loader.gguf import GGUFFile
+from brainwork.numerics import ops
+from brainwork.numerics.actquant import VEC_DOT_TYPE
+from brainwork.numerics.blocks import BLOCK32, BLOCK256, block32, q4_k_blocks, q6_k_blocks
+from brainwork.numerics.kquant_linear import GGMLKQuantLinear
+from brainwork.numerics.linear import GGMLBlockLinear, GGMLLinear
+
+_OFFSET_BLOCKS = {"Q4_1": 20, "Q5_1": 24}  # bytes per 32-value block; `m` is the fp16 at bytes 2..4
+
+
+class GGMLRMSNorm(nn.Module):
+    def __init__(self, norm: RMSNorm) -> None:
+        super().__init__()
+        w = norm.weight.float()
+        self.register_buffer("weight", (norm.offset + w) if norm.offset else w)  # as GGUF stores it
+        self.eps = norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.rms_norm(x.float(), self.weight, self.eps)
+
+
+class GGMLRotary(nn.Module):
+    """RoPE from ggml's angle cache; `freq_scale` 1 / factor for linear scaling."""
+
+    def __init__(self, head_dim: int, base: float, freq_scale: float) -> None:
+        super().__init__()
+        self.head_dim, self.base, self.freq_scale = head_dim, base, freq_scale
+
+    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = ops.rope_cos_sin(positions, self.head_dim, self.base, self.freq_scale)
+        return ops.apply_rope(q, cos, sin), ops.apply_rope(k, cos, sin)
+
+
+def _offsets(f: GGUFFile, t, name: str) -> torch.Tensor:
+    raw = f.raw_rows(t)
+    blocks = np.ascontiguousarray(raw).reshape(raw.shape[0], -1, _OFFSET_BLOCKS[t.qtype.name])
+    m = blocks[..., 2:4].copy().view(np.float16).astype(np.float32)[..., 0]  # (rows, K/32)
+    return f.to_hf(name, torch.from_numpy(m))
+
+
+class LastRowApart(nn.Module):
+    """The last block's MLP with its last row computed on its own.
+
+    llama.cpp drops the rows whose logits nobody asked for right after the last block's attention
+    (`ggml_get_rows(cur, inp_out_ids)`), so that block's feed-forward matmuls see one activation
+    row when only the next token's logits are wanted, and ggml picks its kernels by row count
+    (Q4_K repacked: gemm for groups of 4 rows, gemv for the rest; K-quants: a tiled kernel from 8
+    rows). Computing the last row apart gives it exactly the one-row arithmetic; the other rows
+    keep the arithmetic llama.cpp would give them if their logits were asked for."""
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        self.inner = mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] <= 1:
+            return self.inner(x)
+        return torch.cat([self.inner(x[:-1]), self.inner(x[-1:])])
+
+
+def _swap(model: nn.Module, name: str, module: nn.Module) -> None:
+    owner, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(owner) if owner else model, attr, module)
+
+
+def to_ggml_numerics(model: nn.Module, f: GGUFFile) -> dict[str, int]:
+    """Replace the linears, norms, RoPE and activations of `model` (float weights loaded from
+    `f`) by their ggml-arithmetic forms, and mark the model so that the engine keeps its KV cache
+    in float16 and attends with `flash_attention.ggml_attention` (`model.ggml_attention`: the
+    q.k summation order, or True). Returns counts of the weight types swapped."""
+    cfg = model.config
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    counts: dict[str, int] = {}
+    names = {f.hf_name(t.name): t for t in f.tensors}
+    if "lm_head.weight" not in names:  # tied head: computed against the embedding's blocks
+        names["lm_head.weight"] = names["model.embed_tokens.weight"]
+    for name, lin in linears.items():
+        t = names[f"{name}.weight"]
+        qtype = t.qtype.name
+        bias = None if lin.bias is None else lin.bias.detach()
+        if qtype in BLOCK32:
+            codes, d, m = (
+                None if a is None else f.to_hf(f"{name}.weight", torch.from_numpy(a))
+                for a in block32(f.raw_rows(t), qtype)
+            )
+            _swap(model, name, GGMLBlockLinear(codes, d, m, bias, qtype))
+            counts[qtype] = counts.get(qtype, 0) + 1
+            continue
+        if qtype in BLOCK256:
+            parts = (q4_k_blocks if qtype == "Q4_K" else q6_k_blocks)(f.raw_rows(t))
+            p = {k: f.to_hf(f"{name}.weight", torch.from_numpy(np.ascontiguousarray(v))) for k, v in parts.items()}
+            _swap(
+                model,
+                name,
+                GGMLKQuantLinear(qtype, p["codes"], p["scales"], p["d"], bias, p.get("mins"), p.get("dmin")),
+            )
+            counts[qtype] = counts.get(qtype, 0) + 1
+            continue
+        offsets = _offsets(f, t, f"{name}.weight") if VEC_DOT_TYPE.get(qtype) == "Q8_1" else None
+        _swap(
+            model,
+            name,
+            GGMLLinear(lin.weight.detach(), None if lin.bias is None else lin.bias.detach(), qtype, offsets),
+        )
+        counts[qtype] = counts.get(qtype, 0) + 1
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if (
+        layers is not None
+        and len(layers)
+        and hasattr(layers[-1], "mlp")
+        and not isinstance(layers[-1].mlp, LastRowApart)
+    ):
+        layers[-1].mlp = LastRowApart(layers[-1].mlp)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, RMSNorm):
+            _swap(model, name, GGMLRMSNorm(m))
+    for m in model.modules():
+        if hasattr(m, "rotary") and hasattr(m, "rope_cfg"):
+            rope = m.rope_cfg
+            scale = 1.0 / rope.factor if rope.type == "linear" else 1.0
+            if rope.type not in ("default", "linear"):
+                raise ValueError(f"numerics='ggml' does not reproduce {rope.type!r} RoPE scaling")
+            m.rotary = GGMLRotary(cfg.head_dim, rope.theta, scale)
+        if hasattr(m, "act"):
+            if cfg.hidden_act in ("gelu_pytorch_tanh", "gelu_new", "gelu_fast"):
+                m.act = ops.gelu_fp16_table
+            elif cfg.hidden_act in ("silu", "swish"):
+                m.act = ops.silu
+            else:
+                raise ValueError(f"numerics='ggml' does not reproduce the {cfg.hidden_act!r} activation")
+    order = ggml_dot_order(f, cfg.head_dim)
+    model.ggml_attention = True if order is None else order
+    return counts
+
+
+def ggml_dot_order(f: GGUFFile, head_dim: int) -> torch.Tensor | None:
+    """For `llama` files (Q/K rows permuted by the converter, NORM RoPE in llama.cpp) the order
+    in which ggml's q.k sums the head dimension, as indices into our rotate-half layout."""
+    if f.architecture != "llama":
+        return None
+    j = torch.arange(head_dim)
+    return (j // 2) + (j % 2) * (head_dim // 2)
