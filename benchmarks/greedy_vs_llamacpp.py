@@ -4,10 +4,11 @@ Prompt ids come from llama.cpp's own tokenizer so that only the model arithmetic
 Also reports agreement with transformers (which dequantizes the GGUF to float) on the first
 tokens, to separate "different arithmetic" from "different model".
 
-    .venv/bin/python benchmarks/greedy_vs_llamacpp.py [MODEL ...] [--quantization auto|none|int8|int4]
+    .venv/bin/python benchmarks/greedy_vs_llamacpp.py [MODEL ...] [--quantization ggml|none|auto|int8|int4]
 
-brainwork runs with `LLM`'s default weights (quantization "auto": the file's 4/8-bit blocks kept
-packed) unless `--quantization` says otherwise.
+The default, quantization "ggml", computes the GGUF file exactly as llama.cpp's CPU backend does
+(`brainwork.numerics`): the issue-2 figure. "none" (dequantized float weights, float
+activations) shows how far ordinary float arithmetic lands from llama.cpp's quantized one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.refs.llamacpp import LlamaCpp
 NEW_TOKENS = 32
 
 
-def compare(name: str, quantization: str = "auto") -> tuple[int, list[int]]:
+def compare(name: str, quantization: str = "ggml") -> tuple[int, list[int]]:
     resolved = resolve_model(name, progress=False)
     loaded = load_decoder(resolved, progress=False, quantization=quantization)
     engine = engine_for(loaded)
@@ -51,7 +52,7 @@ def main() -> None:
     ap.add_argument(
         "models", nargs="*", default=["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct", "gemma-3-270m"]
     )
-    ap.add_argument("--quantization", default="auto")
+    ap.add_argument("--quantization", default="ggml")
     args = ap.parse_args()
     print(f"quantization: {args.quantization}")
     print(f"{'model':32} {'same 32-token output':>22}  first differing position of the others")
