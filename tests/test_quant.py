@@ -175,7 +175,7 @@ def test_safetensors_model_quantized(mode: str, tmp_path: Path) -> None:
 
 
 def test_bad_quantization_named() -> None:
-    with pytest.raises(ValueError, match="quantization: expected one of auto, none, int8, int4, got 'int3'"):
+    with pytest.raises(ValueError, match="quantization: expected one of auto, none, int8, int4, ggml, got 'int3'"):
         LLM("smollm2-135m-instruct", quantization="int3", progress=False)
 
 
