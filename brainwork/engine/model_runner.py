@@ -9,6 +9,7 @@ from torch import nn
 
 from brainwork.engine.paged_cache import ChunkMeta, PagedAttention, PagedKVCache
 from brainwork.engine.scheduler import ScheduledChunk
+from brainwork.numerics.rows import chunk_rows
 
 
 class ModelRunner:
@@ -29,7 +30,9 @@ class ModelRunner:
                 sample_rows.append(len(ids) - 1)
         attn = PagedAttention(self.cache, [ChunkMeta(c.start, c.num_tokens, c.block_table) for c in chunks])
         start = time.perf_counter()
-        hidden = self.model(torch.tensor(ids), torch.cat(positions), attn)  # (N, H)
+        # the chunks' row counts: llama.cpp's arithmetic (`numerics`) picks kernels per request
+        with chunk_rows([c.num_tokens for c in chunks], [c.samples for c in chunks]):
+            hidden = self.model(torch.tensor(ids), torch.cat(positions), attn)  # (N, H)
         logits = self.model.compute_logits(hidden[sample_rows])  # (S, V)
         self.forward_seconds += time.perf_counter() - start
         return logits

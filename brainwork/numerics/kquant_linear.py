@@ -36,6 +36,7 @@ from torch import nn
 
 from brainwork.numerics.linear import fma_ as _fma
 from brainwork.numerics.linear import hsum8
+from brainwork.numerics.rows import per_chunk
 
 QK_K = 256
 
@@ -120,25 +121,27 @@ class GGMLKQuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        x2 = x.reshape(-1, self.in_features).float()
-        tiled = self.tiled_min_rows is not None and x2.shape[0] >= self.tiled_min_rows and not self.repacked
-        if tiled:
-            y = self._tiled(*q8_k_codes(x2))
-        elif self.qtype == "Q6_K":
-            y = self._q6_k(*q8_k_codes(x2))
-        elif not self.repacked:
-            y = self._q4_k_vec_dot(*q8_k_codes(x2))
-        else:
-            t4 = x2.shape[0] - x2.shape[0] % 4
-            parts = []
-            if t4:  # ggml_gemm_q4_K_8x8_q8_K on ggml_quantize_mat_q8_K_4x8 activations
-                parts.append(self._q4_k_repacked(*q8_k_codes(x2[:t4], mat4=True), gemm=True))
-            if t4 < x2.shape[0]:  # ggml_gemv_q4_K_8x8_q8_K on quantize_row_q8_K activations
-                parts.append(self._q4_k_repacked(*q8_k_codes(x2[t4:]), gemm=False))
-            y = torch.cat(parts) if len(parts) > 1 else parts[0]
+        y = per_chunk(self._rows, x.reshape(-1, self.in_features).float())
         if self.bias is not None:
             y = y + self.bias
         return y.view(*shape[:-1], self.out_features)
+
+    def _rows(self, x2: torch.Tensor, chunk: int) -> torch.Tensor:
+        """(T, K) -> (T, N) for rows of a chunk of `chunk` rows: ggml picks its kernel by that
+        count (`x2` holds several one-row chunks when `chunk` is 1)."""
+        if self.tiled_min_rows is not None and chunk >= self.tiled_min_rows and not self.repacked:
+            return self._tiled(*q8_k_codes(x2))
+        if self.qtype == "Q6_K":
+            return self._q6_k(*q8_k_codes(x2))
+        if not self.repacked:
+            return self._q4_k_vec_dot(*q8_k_codes(x2))
+        t4 = 0 if chunk == 1 else x2.shape[0] - x2.shape[0] % 4
+        parts = []
+        if t4:  # ggml_gemm_q4_K_8x8_q8_K on ggml_quantize_mat_q8_K_4x8 activations
+            parts.append(self._q4_k_repacked(*q8_k_codes(x2[:t4], mat4=True), gemm=True))
+        if t4 < x2.shape[0]:  # ggml_gemv_q4_K_8x8_q8_K on quantize_row_q8_K activations
+            parts.append(self._q4_k_repacked(*q8_k_codes(x2[t4:]), gemm=False))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _tiled(self, q: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
         t, nb, _ = q.shape

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 F32, F16, I32 = 0, 1, 26  # ggml_type values
+GGML_TYPE = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
 _P = ctypes.c_void_p
 
 
@@ -32,6 +33,10 @@ _SIGNATURES = [
     ("ggml_geglu_split", _P, [_P, _P, _P]),
     ("ggml_rope_ext", _P, [_P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int] + [ctypes.c_float] * 6),
     ("ggml_flash_attn_ext", _P, [_P, _P, _P, _P, _P, ctypes.c_float, ctypes.c_float, ctypes.c_float]),
+    ("ggml_mul_mat", _P, [_P, _P, _P]),
+    ("ggml_quantize_mat_q8_K_4x8", None, [_P, _P, ctypes.c_int64]),
+    ("ggml_gemm_q4_K_8x8_q8_K", None, [ctypes.c_int, _P, ctypes.c_size_t, _P, _P, ctypes.c_int, ctypes.c_int]),
+    ("ggml_gemv_q4_K_8x8_q8_K", None, [ctypes.c_int, _P, ctypes.c_size_t, _P, _P, ctypes.c_int, ctypes.c_int]),
     ("ggml_new_graph", _P, [_P]),
     ("ggml_build_forward_expand", None, [_P, _P]),
     ("ggml_graph_compute_with_ctx", ctypes.c_int, [_P, _P, ctypes.c_int]),
@@ -156,3 +161,67 @@ def flash_attention(q: np.ndarray, k16: np.ndarray, v16: np.ndarray, scale: floa
         g.tensor(mask, F16), scale, 0.0, 0.0,
     )  # fmt: skip
     return g.compute(out, (t, hq, d))
+
+
+def mul_mat(raw: np.ndarray, qtype: str, x: np.ndarray) -> np.ndarray:
+    """`ggml_mul_mat` of a quantized weight (raw rows `(N, bytes)`, K inputs) with activations
+    `x` (M, K) -> (M, N), on the CPU backend as llama.cpp runs it when the weight is not
+    repacked: ggml picks vec_dot or its tiled kernel by M."""
+    m, k = x.shape
+    g = _Graph()
+    w = lib().ggml_new_tensor_4d(g.ctx, GGML_TYPE[qtype], k, raw.shape[0], 1, 1)
+    raw = np.ascontiguousarray(raw)
+    ctypes.memmove(lib().ggml_get_data(w), raw.ctypes.data, raw.nbytes)
+    return g.compute(lib().ggml_mul_mat(g.ctx, w, g.tensor(x.astype(np.float32))), (m, raw.shape[0]))
+
+
+def _repack_q4_k_8x8(raw: np.ndarray) -> np.ndarray:
+    """Q4_K rows `(N, nb * 144)`, N % 8 == 0 -> llama.cpp's `block_q4_Kx8` bytes `(N/8, nb, 1152)`:
+    8 rows' d, dmin, 6-bit scales/mins re-packed, and their codes interleaved 8 bytes at a time."""
+    n, nbytes = raw.shape
+    nb = nbytes // 144
+    b = np.ascontiguousarray(raw).reshape(n // 8, 8, nb, 144)
+    out = np.zeros((n // 8, nb, 1152), np.uint8)
+    out[..., 0:16] = b[..., 0:2].transpose(0, 2, 1, 3).reshape(n // 8, nb, 16)  # 8 x d (fp16)
+    out[..., 16:32] = b[..., 2:4].transpose(0, 2, 1, 3).reshape(n // 8, nb, 16)  # 8 x dmin
+    out[..., 128:] = b[..., 16:].reshape(n // 8, 8, nb, 16, 8).transpose(0, 2, 3, 1, 4).reshape(n // 8, nb, 1024)
+    sc = b[..., 4:16].astype(np.int32).transpose(0, 2, 1, 3)  # (N/8, nb, row, 12)
+    o = np.zeros((n // 8, nb, 96), np.int32)
+    for i in range(4):
+        hi_s = ((sc[..., i] & 192) >> 2) | (sc[..., i + 8] & 15)
+        hi_m = ((sc[..., i + 4] & 192) >> 2) | ((sc[..., i + 8] & 240) >> 4)
+        halves = [(sc[..., i] & 63, sc[..., i + 4] & 63), (hi_s, hi_m)]
+        for half, (s, m) in enumerate(halves):
+            base = i * 12 + 48 * half
+            for c in range(4):
+                o[..., base + c] = (s[..., c] & 63) + ((s[..., c + 4] & 48) << 2)
+                o[..., base + 4 + c] = (m[..., c] & 63) + ((m[..., c + 4] & 48) << 2)
+                o[..., base + 8 + c] = (s[..., c + 4] & 15) + ((m[..., c + 4] & 15) << 4)
+    out[..., 32:128] = (o & 255).astype(np.uint8)
+    return out
+
+
+def q4_k_repacked_mm(raw: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """llama.cpp's CPU_REPACK Q4_K matmul (what it runs when N % 8 == 0): rows of `x` (M, K) in
+    full groups of 4 through `ggml_quantize_mat_q8_K_4x8` + `ggml_gemm_q4_K_8x8_q8_K`, the rest
+    through `quantize_row_q8_K` + `ggml_gemv_q4_K_8x8_q8_K`. -> (M, N)."""
+    x = np.ascontiguousarray(x, np.float32)
+    m, k = x.shape
+    n, nb = raw.shape[0], k // 256
+    packed = np.ascontiguousarray(_repack_q4_k_8x8(raw))
+    res = np.zeros((m, n), np.float32)
+    m4 = m - m % 4
+    if m4:
+        per = nb * (16 + 1024 + 128)  # block_q8_Kx4: 4 d, interleaved codes, 4 x 16 bsums
+        qa = np.zeros(m4 // 4 * per, np.uint8)
+        for grp in range(m4 // 4):
+            lib().ggml_quantize_mat_q8_K_4x8(x[4 * grp :].ctypes.data, qa[grp * per :].ctypes.data, k)
+        out = np.zeros((m4, n), np.float32)
+        lib().ggml_gemm_q4_K_8x8_q8_K(k, out.ctypes.data, n, packed.ctypes.data, qa.ctypes.data, m4, n)
+        res[:m4] = out
+    for r in range(m4, m):
+        qx = np.ascontiguousarray(_quantize("quantize_row_q8_K", x[r], 256, 292).reshape(-1))  # block_q8_K
+        out = np.zeros(n, np.float32)
+        lib().ggml_gemv_q4_K_8x8_q8_K(k, out.ctypes.data, n, packed.ctypes.data, qx.ctypes.data, 1, n)
+        res[r] = out
+    return res
