@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
@@ -13,7 +15,9 @@ from brainwork.numerics.actquant import VEC_DOT_TYPE
 from brainwork.numerics.blocks import BLOCK32, BLOCK256, block32, q4_k_blocks, q6_k_blocks
 from brainwork.numerics.kquant_linear import GGMLKQuantLinear
 from brainwork.numerics.linear import GGMLBlockLinear, GGMLLinear
+from brainwork.numerics.rows import chunk_rows, chunks
 
+_Q_PRESCALED = ("gemma", "gemma2", "gemma3")  # llama.cpp graphs that apply ggml_scale(Q, f_attention_scale)
 _OFFSET_BLOCKS = {"Q4_1": 20, "Q5_1": 24}  # bytes per 32-value block; `m` is the fp16 at bytes 2..4
 
 
@@ -29,15 +33,20 @@ class GGMLRMSNorm(nn.Module):
 
 
 class GGMLRotary(nn.Module):
-    """RoPE from ggml's angle cache; `freq_scale` 1 / factor for linear scaling."""
+    """RoPE from ggml's angle cache; `freq_scale` 1 / factor for linear scaling. `q_scale`: a
+    float32 factor applied to the rotated queries (llama.cpp's Gemma graphs scale Q with
+    `ggml_scale` before flash attention, which then runs with kq_scale 1)."""
 
-    def __init__(self, head_dim: int, base: float, freq_scale: float) -> None:
+    def __init__(self, head_dim: int, base: float, freq_scale: float, q_scale: float | None = None) -> None:
         super().__init__()
-        self.head_dim, self.base, self.freq_scale = head_dim, base, freq_scale
+        self.head_dim, self.base, self.freq_scale, self.q_scale = head_dim, base, freq_scale, q_scale
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cos, sin = ops.rope_cos_sin(positions, self.head_dim, self.base, self.freq_scale)
-        return ops.apply_rope(q, cos, sin), ops.apply_rope(k, cos, sin)
+        q = ops.apply_rope(q, cos, sin)
+        if self.q_scale is not None:
+            q = q * torch.tensor(self.q_scale, dtype=torch.float32)
+        return q, ops.apply_rope(k, cos, sin)
 
 
 def _offsets(f: GGUFFile, t, name: str) -> torch.Tensor:
@@ -48,14 +57,14 @@ def _offsets(f: GGUFFile, t, name: str) -> torch.Tensor:
 
 
 class LastRowApart(nn.Module):
-    """The last block's MLP with its last row computed on its own.
+    """The last block's MLP with every row whose logits are wanted computed on its own.
 
     llama.cpp drops the rows whose logits nobody asked for right after the last block's attention
     (`ggml_get_rows(cur, inp_out_ids)`), so that block's feed-forward matmuls see one activation
-    row when only the next token's logits are wanted, and ggml picks its kernels by row count
-    (Q4_K repacked: gemm for groups of 4 rows, gemv for the rest; K-quants: a tiled kernel from 8
-    rows). Computing the last row apart gives it exactly the one-row arithmetic; the other rows
-    keep the arithmetic llama.cpp would give them if their logits were asked for."""
+    row per request when only the next token's logits are wanted, and ggml picks its kernels by
+    row count (Q4_K repacked: gemm for groups of 4 rows, gemv for the rest; K-quants: a tiled
+    kernel from 8 rows). The wanted rows (`rows.chunks`) therefore run as one-row chunks; the
+    others, whose outputs nobody reads, run in their chunks."""
 
     def __init__(self, mlp: nn.Module) -> None:
         super().__init__()
@@ -64,7 +73,26 @@ class LastRowApart(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] <= 1:
             return self.inner(x)
-        return torch.cat([self.inner(x[:-1]), self.inner(x[-1:])])
+        kept: list[int] = []
+        rest: list[int] = []
+        rest_chunks: list[int] = []
+        start = 0
+        for n, wanted in chunks(x.shape[0]):
+            body = n - 1 if wanted and n else n
+            rest.extend(range(start, start + body))
+            if body:
+                rest_chunks.append(body)
+            if wanted and n:
+                kept.append(start + n - 1)
+            start += n
+        out = torch.empty(x.shape, dtype=torch.float32)  # (N, H): the MLP maps H to H
+        if kept:
+            with chunk_rows([1] * len(kept), [True] * len(kept)):
+                out[kept] = self.inner(x[kept]).float()
+        if rest:
+            with chunk_rows(rest_chunks, [False] * len(rest_chunks)):
+                out[rest] = self.inner(x[rest]).float()
+        return out
 
 
 def _swap(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -129,7 +157,13 @@ def to_ggml_numerics(model: nn.Module, f: GGUFFile) -> dict[str, int]:
             scale = 1.0 / rope.factor if rope.type == "linear" else 1.0
             if rope.type not in ("default", "linear"):
                 raise ValueError(f"numerics='ggml' does not reproduce {rope.type!r} RoPE scaling")
-            m.rotary = GGMLRotary(cfg.head_dim, rope.theta, scale)
+            if f.architecture in _Q_PRESCALED:
+                # Q is scaled before attention: float16(Q * scale) in flash attention (it differs from
+                # float16(Q) * scale where Q * scale is float16-subnormal), then kq_scale 1
+                m.rotary = GGMLRotary(cfg.head_dim, rope.theta, scale, q_scale=m.cfg.scale)
+                m.cfg = dataclasses.replace(m.cfg, attn_scale=1.0)
+            else:
+                m.rotary = GGMLRotary(cfg.head_dim, rope.theta, scale)
         if hasattr(m, "act"):
             if cfg.hidden_act in ("gelu_pytorch_tanh", "gelu_new", "gelu_fast"):
                 m.act = ops.gelu_fp16_table
