@@ -521,3 +521,24 @@ def test_update_ignores_a_sequence_finished_while_the_step_ran(mid: str) -> None
     sched.bm.check_integrity()
     drive(sched, k=2)
     assert_all_free(sched)
+
+
+def test_prompt_tail_runs_as_its_own_chunk() -> None:
+    """`prompt_tail` (the llama.cpp server's split for sliding-window models under ggml
+    arithmetic): a prompt's last 4 tokens run one step after the rest, also when the budget
+    chunks the prompt; prompts of 4 tokens or fewer and decodes are not split."""
+    sched = make_sched(budget=10)
+    sched.prompt_tail = 4
+    long, short = make_seq(0, 17), make_seq(1, 3)
+    sched.add(long)
+    sched.add(short)
+    seen: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
+    for _ in range(6):
+        out = sched.schedule()
+        check_schedule(sched, out)
+        for c in out.chunks:
+            seen[c.seq.seq_id].append((c.start, c.num_tokens))
+        sched.update(out, {c.seq.seq_id: TOKEN for c in out.chunks if c.samples})
+    assert seen[0][:3] == [(0, 10), (10, 3), (13, 4)]
+    assert seen[0][3:] == [(17, 1), (18, 1), (19, 1)]
+    assert seen[1][0] == (0, 3)

@@ -91,6 +91,8 @@ class LLMEngine:
             self.cache.ggml = True
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
+        if ggml is not None and any(w is not None for w in cfg.layer_windows):
+            self.scheduler.prompt_tail = 4  # as the llama.cpp server splits prompts of sliding-window models
         self.runner = ModelRunner(model, self.cache)
         self.stats = StatsCollector()
         self.eos_ids = frozenset(tokenizer.eos_token_ids)

@@ -50,6 +50,10 @@ class Scheduler:
         self.waiting: list[Sequence] = []  # kept sorted by (priority, arrival)
         self.running: list[Sequence] = []
         self.num_preemptions = 0
+        # > 0: a prompt's last `prompt_tail` tokens run as a chunk of their own. The llama.cpp
+        # server does this (4 tokens) for sliding-window models, to checkpoint its context before
+        # them; llama.cpp's arithmetic (`numerics`) depends on the chunk, so the engine copies it.
+        self.prompt_tail = 0
 
     # ---- queue --------------------------------------------------------------------------------
     def add(self, seq: Sequence) -> None:
@@ -80,7 +84,7 @@ class Scheduler:
                 break
             if seq.status is not SequenceStatus.RUNNING:  # preempted earlier in this loop
                 continue
-            n = min(seq.num_tokens - seq.num_computed, budget)
+            n = self._chunk_len(seq, budget)
             if not self._allocate_or_preempt(seq, n, scheduled, out):
                 continue
             out.chunks.append(ScheduledChunk(seq, seq.num_computed, n, self.bm.block_table(seq.seq_id)))
@@ -89,6 +93,13 @@ class Scheduler:
         if not out.preempted:  # admitting while preempting would only thrash
             budget = self._admit(budget, out)
         return out
+
+    def _chunk_len(self, seq: Sequence, budget: int) -> int:
+        n = min(seq.num_tokens - seq.num_computed, budget)
+        cut = seq.num_tokens - self.prompt_tail
+        if self.prompt_tail and seq.num_computed < cut < seq.num_computed + n:
+            n = cut - seq.num_computed
+        return n
 
     def _allocate_or_preempt(self, seq: Sequence, n: int, scheduled: set[int], out: SchedulerOutput) -> bool:
         while not self.bm.allocate(seq.seq_id, seq.num_computed + n):
@@ -115,7 +126,7 @@ class Scheduler:
             if not seq.ready():
                 continue
             seq.num_computed = self.bm.lookup_prefix(seq.seq_id, seq.token_ids)
-            n = min(seq.num_tokens - seq.num_computed, budget)
+            n = self._chunk_len(seq, budget)
             if not self.bm.allocate(seq.seq_id, seq.num_computed + n):
                 self.bm.free(seq.seq_id)  # give back the prefix blocks; FIFO: nobody jumps the queue
                 seq.num_computed = 0
