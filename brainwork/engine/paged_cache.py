@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from brainwork.engine.native_decode import NativeDecode
+from brainwork.numerics import native as ggml_native
 from brainwork.numerics.flash_attention import ggml_attention
 
 
@@ -124,6 +125,7 @@ class PagedAttention:
         else:
             self._bucket_decodes(decodes, bucket_slack)
         self._masks: dict[tuple[int, int | None], torch.Tensor] = {}
+        self._ggml_rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # for the C kernel
 
     def _bucket_decodes(self, decodes: list[tuple[int, int, ChunkMeta]], slack: float) -> None:
         """Group decoding sequences of similar length so that padding stays under `slack`."""
@@ -204,8 +206,21 @@ class PagedAttention:
         past every query's position, so they are skipped)."""
         kc, vc = self.cache.k[layer], self.cache.v[layer]
         hkv, d, bs = kc.shape[2], kc.shape[3], self.cache.block_size
-        out = torch.empty(q.shape, dtype=torch.float32)
         order = self.cache.ggml_order
+        if ggml_native.available():  # every row of every chunk in one C call, cache read in place
+            if self._ggml_rows is None:
+                seq, pos = [], []
+                for i, c in enumerate(self.chunks):
+                    seq.extend([i] * c.num_tokens)
+                    pos.extend(range(c.start, c.start + c.num_tokens))
+                nb = max(len(c.block_table) for c in self.chunks)
+                tables = torch.zeros(len(self.chunks), nb, dtype=torch.long)
+                for i, c in enumerate(self.chunks):
+                    tables[i, : len(c.block_table)] = torch.tensor(c.block_table, dtype=torch.long)
+                self._ggml_rows = (torch.tensor(seq), torch.tensor(pos), tables)
+            seq_t, pos_t, tables = self._ggml_rows
+            return ggml_native.attention(q, kc, vc, seq_t, pos_t, tables, scale, window, order)
+        out = torch.empty(q.shape, dtype=torch.float32)
         decodes: list[tuple[int, ChunkMeta]] = []
         row = 0
         for c in self.chunks:

@@ -10,7 +10,7 @@ from torch import nn
 
 from brainwork.layers.norm import RMSNorm
 from brainwork.loader.gguf import GGUFFile
-from brainwork.numerics import ops
+from brainwork.numerics import native, ops
 from brainwork.numerics.actquant import VEC_DOT_TYPE
 from brainwork.numerics.blocks import BLOCK32, BLOCK256, block32, q4_k_blocks, q6_k_blocks
 from brainwork.numerics.kquant_linear import GGMLKQuantLinear
@@ -115,6 +115,11 @@ def to_ggml_numerics(model: nn.Module, f: GGUFFile) -> dict[str, int]:
         t = names[f"{name}.weight"]
         qtype = t.qtype.name
         bias = None if lin.bias is None else lin.bias.detach()
+        if qtype in BLOCK32 and native.available():  # the C kernel reads the blocks as stored
+            raw = f.to_hf(f"{name}.weight", torch.from_numpy(np.array(f.raw_rows(t))))
+            _swap(model, name, native.NativeBlockLinear(raw, qtype, lin.in_features, bias))
+            counts[qtype] = counts.get(qtype, 0) + 1
+            continue
         if qtype in BLOCK32:
             codes, d, m = (
                 None if a is None else f.to_hf(f"{name}.weight", torch.from_numpy(a))

@@ -1,0 +1,194 @@
+// llama.cpp's CPU arithmetic in C: the same float operations in the same order as ggml's AVX2
+// kernels, so results equal ggml's bit for bit (checked against ggml itself and against the torch
+// emulation in brainwork/numerics). Two kernels:
+//   ggml_block_mm  a Q4_0/Q4_1/Q5_0/Q8_0 weight (raw GGUF blocks) times float activations, which
+//                  are first quantized to Q8_0/Q8_1 blocks as ggml's quantize_row_q8_x does;
+//   ggml_attn      ggml's one-chunk flash attention over a paged float16 KV cache.
+// Compiled without fp contraction: every fma here is written out, as ggml's intrinsics are, and
+// ggml's plain `a*b + c` (the softmax sum) must stay two roundings.
+#pragma GCC optimize("fp-contract=off")
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { Q4_0 = 0, Q4_1 = 1, Q5_0 = 2, Q8_0 = 3 };
+static const int BLOCK_BYTES[] = {18, 20, 22, 34};
+
+static inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+static inline uint16_t f32_to_f16(float f) { return _cvtss_sh(f, 0); }  // round to nearest even
+
+static inline float hsum_float_8(__m256 x) {  // (hi + lo), then pairs: ggml's order
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+// 8 int32 lanes, lane l = sum of the 4 products at bytes 4l..4l+3, as float
+static inline __m256 dot_us8(__m256i ax, __m256i sy) {
+    __m256i dot = _mm256_maddubs_epi16(ax, sy);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot));
+}
+static inline __m256 dot_i8(__m256i x, __m256i y) {
+    return dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+static inline __m256i nibbles_32(const uint8_t *qs) {  // low nibbles = values 0..15, high = 16..31
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+// quantize_row_q8_0 / q8_1 (AVX2): d = amax/127, codes = round_half_even(x * (127/amax)),
+// Q8_1 also s = fp16(d * sum(codes)). d and s are kept as the float of their fp16.
+static void quantize_q8(const float *x, int64_t k, int8_t *codes, float *d16, float *s16) {
+    for (int64_t b = 0; b < k / 32; b++) {
+        const float *v = x + 32 * b;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(v[i]));
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++) {
+            int c = (int)nearbyintf(v[i] * id);
+            codes[32 * b + i] = (int8_t)c;
+            sum += c;
+        }
+        d16[b] = f16_to_f32(f32_to_f16(d));
+        if (s16) s16[b] = f16_to_f32(f32_to_f16(d * (float)sum));
+    }
+}
+
+static float vec_dot(int qtype, const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    const int bytes = BLOCK_BYTES[qtype];
+    for (int64_t b = 0; b < nb; b++, w += bytes) {
+        const float dw = f16_to_f32(*(const uint16_t *)w);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+        __m256 q;
+        if (qtype == Q4_0) {
+            q = dot_i8(_mm256_sub_epi8(nibbles_32(w + 2), _mm256_set1_epi8(8)), qy);
+        } else if (qtype == Q4_1) {
+            summs = fmaf(f16_to_f32(*(const uint16_t *)(w + 2)), xs[b], summs);
+            q = dot_us8(nibbles_32(w + 4), qy);
+        } else if (qtype == Q5_0) {
+            uint32_t qh;
+            memcpy(&qh, w + 2, 4);
+            int8_t v[32];
+            for (int j = 0; j < 16; j++) {
+                v[j] = (int8_t)(((w[6 + j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16);
+                v[j + 16] = (int8_t)(((w[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+            }
+            q = dot_i8(_mm256_loadu_si256((const __m256i *)v), qy);
+        } else {
+            q = dot_i8(_mm256_loadu_si256((const __m256i *)(w + 2)), qy);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[b]), q, acc);  // fp16 x fp16: exact product
+    }
+    return qtype == Q4_1 ? hsum_float_8(acc) + summs : hsum_float_8(acc);
+}
+
+// y (m, n) = x (m, k) times the n rows of w (raw blocks, n x k/32 blocks). Returns 0, or -1 on
+// a bad argument.
+int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y) {
+    if (qtype < 0 || qtype > 3 || k % 32) return -1;
+    const int64_t nb = k / 32, row_bytes = nb * BLOCK_BYTES[qtype];
+    int8_t *xq = malloc((size_t)(m * k));
+    float *xd = malloc(sizeof(float) * (size_t)(m * nb));
+    float *xs = qtype == Q4_1 ? malloc(sizeof(float) * (size_t)(m * nb)) : NULL;
+    if (!xq || !xd || (qtype == Q4_1 && !xs)) {
+        free(xq), free(xd), free(xs);
+        return -1;
+    }
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL);
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t r = 0; r < m; r++)
+                y[r * n + j] = vec_dot(qtype, w + j * row_bytes, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL, nb);
+    }
+    free(xq), free(xd), free(xs);
+    return 0;
+}
+
+// ggml_vec_dot_f16 (AVX2): 4 accumulators of 8 lanes over steps of 32, then a fixed tree.
+static float dot_f16(const uint16_t *a, const uint16_t *b, int64_t d) {
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < d; i += 32)
+        for (int j = 0; j < 4; j++) {
+            __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8 * j)));
+            __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8 * j)));
+            s[j] = _mm256_fmadd_ps(x, y, s[j]);
+        }
+    s[0] = _mm256_add_ps(s[0], s[2]);
+    s[1] = _mm256_add_ps(s[1], s[3]);
+    s[0] = _mm256_add_ps(s[0], s[1]);
+    __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s[0]), _mm256_extractf128_ps(s[0], 1));
+    __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+// One query row of every head over its sequence's keys, as ggml's flash_attn_ext_f16_one_chunk:
+// float16 query, keys in position order (masked ones skipped), running max M and sum
+// S = S*ms + vs (two roundings), float16 value accumulator rounded after every key.
+//   q, out (rows, hq, d) float32; k_cache, v_cache (blocks, bs, hkv, d) float16;
+//   row_seq (rows) index into tables (seqs, nb); row_pos (rows) the query's position;
+//   window 0 = none; order (d) the q.k summation order (NULL = natural).
+int ggml_attn(const float *q, float *out, const uint16_t *k_cache, const uint16_t *v_cache,
+              const int64_t *row_seq, const int64_t *row_pos, const int64_t *tables, int64_t nb,
+              int64_t rows, int64_t hq, int64_t hkv, int64_t d, int64_t bs, float scale, int64_t window,
+              const int64_t *order) {
+    if (d % 32 || d > 512 || hq % hkv) return -1;
+    const int64_t group = hq / hkv;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t rh = 0; rh < rows * hq; rh++) {
+        const int64_t r = rh / hq, h = rh % hq, kvh = h / group, pos = row_pos[r];
+        const int64_t *table = tables + row_seq[r] * nb;
+        uint16_t q16[512], k16[512], acc[512];
+        const float *qr = q + rh * d;
+        for (int64_t i = 0; i < d; i++) q16[i] = f32_to_f16(qr[order ? order[i] : i]);
+        memset(acc, 0, sizeof(uint16_t) * (size_t)d);  // +0.0 in float16
+        float M = -INFINITY, S = 0.0f;
+        const int64_t first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+        for (int64_t p = first; p <= pos; p++) {
+            const int64_t cell = (table[p / bs] * bs + p % bs) * hkv + kvh;
+            const uint16_t *kp = k_cache + cell * d, *vp = v_cache + cell * d;
+            const uint16_t *kk = kp;
+            if (order) {
+                for (int64_t i = 0; i < d; i++) k16[i] = kp[order[i]];
+                kk = k16;
+            }
+            float s = dot_f16(kk, q16, d) * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M) {
+                const float old = M;
+                M = s;
+                ms = expf(old - M);
+                const __m256 vms = _mm256_set1_ps(ms);
+                for (int64_t i = 0; i < d; i += 8) {
+                    __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+                    _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_mul_ps(a, vms), 0));
+                }
+            } else {
+                vs = expf(s - M);
+            }
+            const __m256 vvs = _mm256_set1_ps(vs);
+            for (int64_t i = 0; i < d; i += 8) {
+                __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+                __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i)));
+                _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_fmadd_ps(v, vvs, a), 0));
+            }
+            S = S * ms + vs;
+        }
+        const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+        float *o = out + rh * d;
+        for (int64_t i = 0; i < d; i++) o[i] = f16_to_f32(acc[i]) * inv;
+    }
+    return 0;
+}

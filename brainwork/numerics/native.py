@@ -1,0 +1,94 @@
+"""ggml's arithmetic in C (`engine/native/ggml_cpu.c`): the block matmuls and the flash attention
+of `numerics`, bit for bit the same results, at C speed.
+
+The torch forms stay as the reference and the fallback (no compiler, `BRAINWORK_NATIVE=0`):
+the C kernels are checked against them and against ggml itself in `tests/test_ggml_native.py`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from functools import cache
+
+import torch
+
+from brainwork.engine import native
+
+QTYPES = {"Q4_0": 0, "Q4_1": 1, "Q5_0": 2, "Q8_0": 3}
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+
+
+@cache
+def _lib() -> ctypes.CDLL | None:
+    lib = native.load("ggml_cpu")
+    if lib is None:
+        return None
+    lib.ggml_block_mm.argtypes = [ctypes.c_int, _P, _I, _I, _P, _I, _P]
+    lib.ggml_block_mm.restype = ctypes.c_int
+    lib.ggml_attn.argtypes = [_P] * 7 + [_I] * 6 + [ctypes.c_float, _I, _P]
+    lib.ggml_attn.restype = ctypes.c_int
+    return lib
+
+
+def available() -> bool:
+    return _lib() is not None
+
+
+def block_mm(qtype: str, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`raw` (N, K/32 * block bytes) uint8 GGUF blocks, `x` (M, K) float32 -> (M, N) float32."""
+    lib = _lib()
+    assert lib is not None
+    x = x.contiguous()
+    m, k = x.shape
+    y = torch.empty(m, raw.shape[0], dtype=torch.float32)
+    if lib.ggml_block_mm(QTYPES[qtype], raw.data_ptr(), raw.shape[0], k, x.data_ptr(), m, y.data_ptr()):
+        raise ValueError(f"ggml_block_mm: bad arguments ({qtype}, K={k})")
+    return y
+
+
+def attention(
+    q: torch.Tensor,  # (N, Hq, D) float32
+    k_cache: torch.Tensor,  # (blocks, bs, Hkv, D) float16
+    v_cache: torch.Tensor,
+    row_seq: torch.Tensor,  # (N,) int64: each row's index into `tables`
+    row_pos: torch.Tensor,  # (N,) int64: each row's position
+    tables: torch.Tensor,  # (S, nb) int64 block tables
+    scale: float,
+    window: int | None,
+    order: torch.Tensor | None,  # (D,) int64 q.k summation order, or None
+) -> torch.Tensor:  # (N, Hq, D) float32
+    lib = _lib()
+    assert lib is not None
+    q = q.float().contiguous()
+    out = torch.empty_like(q)
+    n, hq, d = q.shape
+    _, bs, hkv, _ = k_cache.shape
+    tables = tables.contiguous()
+    rc = lib.ggml_attn(
+        q.data_ptr(), out.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(),
+        row_seq.data_ptr(), row_pos.data_ptr(), tables.data_ptr(), tables.shape[1],
+        n, hq, hkv, d, bs, scale, window or 0, None if order is None else order.data_ptr(),
+    )  # fmt: skip
+    if rc:
+        raise ValueError(f"ggml_attn: unsupported shape (head_dim {d}, {hq} query / {hkv} KV heads)")
+    return out
+
+
+class NativeBlockLinear(torch.nn.Module):
+    """`GGMLBlockLinear`'s matmul in C, reading the GGUF blocks as they are (no unpacked copy)."""
+
+    def __init__(self, raw: torch.Tensor, qtype: str, in_features: int, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.qtype, self.in_features, self.out_features = qtype, in_features, raw.shape[0]
+        self.register_buffer("raw", raw.contiguous())  # (N, K/32 * block bytes) uint8
+        self.bias = None if bias is None else torch.nn.Parameter(bias.float(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = block_mm(self.qtype, self.raw, x.reshape(-1, self.in_features).float())
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, qtype={self.qtype}, native"

@@ -1,0 +1,79 @@
+"""The C form of ggml's arithmetic (`numerics/native.py`) against ggml itself and against the torch
+emulation: zero differing elements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainwork.loader.gguf import GGUFFile
+from brainwork.numerics import native
+from brainwork.numerics.flash_attention import ggml_attention
+from brainwork.store import resolve_model
+from tests.refs import ggml_oracle as ggml
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+
+
+def _acts(rows: int, k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_t(3, (rows, k)) * 0.5
+    grid = rng.integers(-20, 21, (rows, k)) * 0.25  # ties in the activation rounding
+    return np.where(rng.random((rows, k)) < 0.3, grid, x).astype(np.float32)
+
+
+def _real(name: str, qtype: str) -> np.ndarray:
+    f = GGUFFile(resolve_model(name, progress=False).path)
+    t = next(t for t in f.tensors if t.qtype.name == qtype)
+    return np.array(f.raw_rows(t)[:96])  # a writable copy of 96 rows
+
+
+@pytest.mark.parametrize(
+    ("qtype", "source"),
+    [("Q4_0", None), ("Q4_1", "smollm2-135m-instruct"), ("Q8_0", "smollm2-135m-instruct"),
+     ("Q5_0", "qwen2.5-coder-0.5b-instruct")],
+)  # fmt: skip
+@pytest.mark.parametrize("rows", [1, 5])
+def test_block_matmul_matches_ggml(qtype: str, source: str | None, rows: int) -> None:
+    if source is None:  # no packaged model has Q4_0 tensors: ggml quantizes random weights
+        w = np.random.default_rng(1).standard_normal((96, 576)).astype(np.float32)
+        raw = np.stack([ggml._quantize("quantize_row_q4_0", r, 32, 18).reshape(-1) for r in w])
+    else:
+        raw = _real(source, qtype)
+    k = raw.shape[1] // {"Q4_0": 18, "Q4_1": 20, "Q5_0": 22, "Q8_0": 34}[qtype] * 32
+    x = _acts(rows, k, rows)
+    got = native.block_mm(qtype, torch.from_numpy(raw), torch.from_numpy(x)).numpy()
+    assert np.array_equal(got, ggml.mul_mat(raw, qtype, x))
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_paged_attention_matches_torch_emulation(window: int | None) -> None:
+    """Three sequences in a shuffled paged cache: a 7-row prompt chunk and two decodes, grouped
+    query heads, against `ggml_attention` (itself checked against ggml's flash attention)."""
+    g = torch.Generator().manual_seed(0)
+    hq, hkv, d, bs = 6, 2, 64, 4
+    lengths = [11, 23, 6]
+    blocks = sum(-(-n // bs) for n in lengths)
+    order = torch.randperm(blocks, generator=g)
+    k_cache = (torch.randn(blocks, bs, hkv, d, generator=g) * 2).half()
+    v_cache = torch.randn(blocks, bs, hkv, d, generator=g).half()
+    tables, used = [], 0
+    for n in lengths:
+        nb = -(-n // bs)
+        tables.append(order[used : used + nb].tolist() + [0] * (8 - nb))
+        used += nb
+    table = torch.tensor(tables, dtype=torch.long)
+    rows = [(0, p) for p in range(4, 11)] + [(1, 22), (2, 5)]  # (sequence, position)
+    q = torch.randn(len(rows), hq, d, generator=g)
+    dot_order = torch.randperm(d, generator=g)
+    got = native.attention(
+        q, k_cache, v_cache, torch.tensor([s for s, _ in rows]), torch.tensor([p for _, p in rows]),
+        table, 0.125, window, dot_order,
+    )  # fmt: skip
+    for i, (s, p) in enumerate(rows):
+        cells = torch.tensor([table[s, j // bs] * bs + j % bs for j in range(p + 1)])
+        keys = k_cache.view(-1, hkv, d)[cells]
+        vals = v_cache.view(-1, hkv, d)[cells]
+        want = ggml_attention(q[i : i + 1], torch.tensor([p]), keys, vals, 0.125, window, dot_order)
+        assert torch.equal(got[i : i + 1], want), f"row {i}"
