@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quantization", default="auto", choices=("auto", "none", "int8", "int4"))
+    p.add_argument("--quantization", default="auto", choices=("auto", "none", "int8", "int4", "ggml"))
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--threads", type=int, default=None, help="threads for every engine (default: torch's)")
     p.add_argument("--prefill", type=int, default=512, metavar="N", help="prefill prompt tokens (default: 512)")
@@ -84,6 +84,7 @@ def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
     import torch
 
     from brainwork.llm import LLM
+    from brainwork.numerics.native import NativeBlockLinear
     from brainwork.quant.linear import QuantLinear
     from brainwork.sampling_params import SamplingParams
 
@@ -117,7 +118,7 @@ def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
     # bytes read per decoded token: every matrix once (the GGUF-row embedding reads only one row)
     weight_bytes = 0
     for m in llm.model.modules():
-        if isinstance(m, QuantLinear):
+        if isinstance(m, (QuantLinear, NativeBlockLinear)):  # packed int4/int8, or GGUF blocks as stored
             weight_bytes += sum(b.numel() * b.element_size() for b in m.buffers())
         elif isinstance(m, torch.nn.Linear):
             weight_bytes += m.weight.numel() * m.weight.element_size()
