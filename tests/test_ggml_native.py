@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from brainwork.loader.gguf import GGUFFile
-from brainwork.numerics import native
+from brainwork.numerics import native, ops
 from brainwork.numerics.flash_attention import ggml_attention
 from brainwork.store import resolve_model
 from tests.refs import ggml_oracle as ggml
@@ -77,3 +77,19 @@ def test_paged_attention_matches_torch_emulation(window: int | None) -> None:
         vals = v_cache.view(-1, hkv, d)[cells]
         want = ggml_attention(q[i : i + 1], torch.tensor([p]), keys, vals, 0.125, window, dot_order)
         assert torch.equal(got[i : i + 1], want), f"row {i}"
+
+
+def test_element_wise_ops_equal_their_torch_forms() -> None:
+    """RMS norm, SiLU (with inputs past the expf range split, |x| > 126 and > 192) and RoPE: the C
+    forms equal the torch forms, which stay the fallback; both are checked against ggml in
+    tests/test_ggml_numerics.py."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 576, generator=g) * torch.logspace(-3, 2, 576)
+    w = torch.randn(576, generator=g)
+    assert torch.equal(native.rms_norm(x, w, 1e-5), ops.rms_norm_torch(x, w, 1e-5))
+    s = torch.cat([torch.randn(4000, generator=g) * 20, torch.tensor([-300.0, -150.0, 0.0, -0.0, 90.0, 130.0])])
+    s = s[: s.numel() // 8 * 8].view(-1, 8)
+    assert torch.equal(native.silu(s), ops.silu_torch(s))
+    q = torch.randn(5, 3, 64, generator=g)
+    cos, sin = ops.rope_cos_sin(torch.tensor([0, 1, 7, 300, 4095]), 64, 10000.0)
+    assert torch.equal(native.apply_rope(q, cos, sin), ops.apply_rope_torch(q, cos, sin))

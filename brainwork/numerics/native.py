@@ -27,6 +27,11 @@ def _lib() -> ctypes.CDLL | None:
     lib.ggml_block_mm.restype = ctypes.c_int
     lib.ggml_attn.argtypes = [_P] * 7 + [_I] * 6 + [ctypes.c_float, _I, _P]
     lib.ggml_attn.restype = ctypes.c_int
+    lib.ggml_rms_norm.argtypes = [_P, _P, _P, _I, _I, ctypes.c_float]
+    lib.ggml_silu.argtypes = [_P, _P, _I, _I]
+    lib.ggml_rope.argtypes = [_P, _P, _P, _I, _I, _I]
+    for fn in (lib.ggml_rms_norm, lib.ggml_silu, lib.ggml_rope):
+        fn.restype = None
     return lib
 
 
@@ -43,6 +48,38 @@ def block_mm(qtype: str, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     y = torch.empty(m, raw.shape[0], dtype=torch.float32)
     if lib.ggml_block_mm(QTYPES[qtype], raw.data_ptr(), raw.shape[0], k, x.data_ptr(), m, y.data_ptr()):
         raise ValueError(f"ggml_block_mm: bad arguments ({qtype}, K={k})")
+    return y
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """`ops.rms_norm` in C: x (..., H) float32, weight (H,) float32."""
+    lib = _lib()
+    assert lib is not None
+    x = x.float().contiguous()
+    y = torch.empty_like(x)
+    n = x.shape[-1]
+    lib.ggml_rms_norm(x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.numel() // n, n, eps)
+    return y
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """`ops.silu` in C (ggml_v_silu)."""
+    lib = _lib()
+    assert lib is not None
+    x = x.float().contiguous()
+    y = torch.empty_like(x)
+    n = x.shape[-1]
+    lib.ggml_silu(x.data_ptr(), y.data_ptr(), x.numel() // n, n)
+    return y
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """`ops.apply_rope` in C: x (N, H, D), cos/sin (N, D/2) float32."""
+    lib = _lib()
+    assert lib is not None
+    y = x.float().contiguous().clone()
+    cos, sin = cos.contiguous(), sin.contiguous()
+    lib.ggml_rope(y.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.shape[0], y.shape[1], y.shape[2])
     return y
 
 

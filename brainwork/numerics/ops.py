@@ -14,9 +14,17 @@ import struct
 
 import torch
 
+from brainwork.numerics import native
+
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """x `(..., H)` float32; `weight` is the effective multiplier (Gemma: 1 + w, as GGUF stores it)."""
+    if native.available():
+        return native.rms_norm(x, weight, eps)
+    return rms_norm_torch(x, weight, eps)
+
+
+def rms_norm_torch(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     sq = (x * x).double().sum(-1, keepdim=True)  # float32 squares, summed in double
     mean = (sq / x.shape[-1]).float()
     root = torch.sqrt((mean + eps).double()).float()  # sqrtf, correctly rounded (torch's float32 sqrt is not)
@@ -116,6 +124,12 @@ def rope_cos_sin(
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x `(N, H, D)` in rotate-half layout (pairs (i, i + D/2)); cos/sin `(N, D/2)`. As compiled
     in ggml: `x0*cos - x1*sin` -> fma(x0, cos, -(x1*sin)), `x0*sin + x1*cos` -> fma(x0, sin, x1*cos)."""
+    if native.available():
+        return native.apply_rope(x, cos, sin)
+    return apply_rope_torch(x, cos, sin)
+
+
+def apply_rope_torch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     x0, x1 = x[..., :half], x[..., half:]
     c, s = cos[:, None, :], sin[:, None, :]
@@ -191,5 +205,11 @@ def expf_avx2(x: torch.Tensor) -> torch.Tensor:
 
 def silu(x: torch.Tensor) -> torch.Tensor:
     """ggml_v_silu: x / (1 + expf(-x)) with the AVX2 expf, the division correctly rounded."""
+    if native.available():
+        return native.silu(x)
+    return silu_torch(x)
+
+
+def silu_torch(x: torch.Tensor) -> torch.Tensor:
     den = 1.0 + expf_avx2(-x)
     return (x.double() / den.double()).float()

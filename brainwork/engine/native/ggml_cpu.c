@@ -62,41 +62,71 @@ static void quantize_q8(const float *x, int64_t k, int8_t *codes, float *d16, fl
     }
 }
 
-static float vec_dot(int qtype, const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, int64_t nb) {
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0.0f;
+// One weight block: its 32 codes (signed, or unsigned nibbles for Q4_1), d and (Q4_1) m.
+static inline __attribute__((always_inline)) __m256i weight_block(int qtype, const uint8_t *w, float *dw, float *mw) {
+    *dw = f16_to_f32(*(const uint16_t *)w);
+    if (qtype == Q4_0) return _mm256_sub_epi8(nibbles_32(w + 2), _mm256_set1_epi8(8));
+    if (qtype == Q4_1) {
+        *mw = f16_to_f32(*(const uint16_t *)(w + 2));
+        return nibbles_32(w + 4);
+    }
+    if (qtype == Q5_0) {
+        uint32_t qh;
+        memcpy(&qh, w + 2, 4);
+        int8_t v[32];
+        for (int j = 0; j < 16; j++) {
+            v[j] = (int8_t)(((w[6 + j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16);
+            v[j + 16] = (int8_t)(((w[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+        }
+        return _mm256_loadu_si256((const __m256i *)v);
+    }
+    return _mm256_loadu_si256((const __m256i *)(w + 2));
+}
+
+// `mr` activation rows against one weight row. Every (row, weight row) pair keeps ggml's order:
+// acc = fma(d_w * d_x, lanes, acc) block after block, then hsum (+ summs for Q4_1); the weight
+// block is only decoded once for all `mr` rows.
+static inline __attribute__((always_inline)) void dot_rows(int qtype, int mr, const uint8_t *w, const int8_t *xq,
+                                                           const float *xd, const float *xs, int64_t nb, int64_t k,
+                                                           float *y, int64_t ystride) {
+    __m256 acc[4];
+    float summs[4];
+    for (int r = 0; r < mr; r++) acc[r] = _mm256_setzero_ps(), summs[r] = 0.0f;
     const int bytes = BLOCK_BYTES[qtype];
     for (int64_t b = 0; b < nb; b++, w += bytes) {
-        const float dw = f16_to_f32(*(const uint16_t *)w);
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-        __m256 q;
-        if (qtype == Q4_0) {
-            q = dot_i8(_mm256_sub_epi8(nibbles_32(w + 2), _mm256_set1_epi8(8)), qy);
-        } else if (qtype == Q4_1) {
-            summs = fmaf(f16_to_f32(*(const uint16_t *)(w + 2)), xs[b], summs);
-            q = dot_us8(nibbles_32(w + 4), qy);
-        } else if (qtype == Q5_0) {
-            uint32_t qh;
-            memcpy(&qh, w + 2, 4);
-            int8_t v[32];
-            for (int j = 0; j < 16; j++) {
-                v[j] = (int8_t)(((w[6 + j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16);
-                v[j + 16] = (int8_t)(((w[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
-            }
-            q = dot_i8(_mm256_loadu_si256((const __m256i *)v), qy);
-        } else {
-            q = dot_i8(_mm256_loadu_si256((const __m256i *)(w + 2)), qy);
+        float dw, mw = 0.0f;
+        const __m256i qx = weight_block(qtype, w, &dw, &mw);
+        const __m256i ax = qtype == Q4_1 ? qx : _mm256_sign_epi8(qx, qx);
+        for (int r = 0; r < mr; r++) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + r * k + 32 * b));
+            const __m256 q = dot_us8(ax, qtype == Q4_1 ? qy : _mm256_sign_epi8(qy, qx));
+            if (qtype == Q4_1) summs[r] = fmaf(mw, xs[r * nb + b], summs[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[r * nb + b]), q, acc[r]);  // fp16 x fp16: exact
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[b]), q, acc);  // fp16 x fp16: exact product
     }
-    return qtype == Q4_1 ? hsum_float_8(acc) + summs : hsum_float_8(acc);
+    for (int r = 0; r < mr; r++) y[r * ystride] = qtype == Q4_1 ? hsum_float_8(acc[r]) + summs[r] : hsum_float_8(acc[r]);
+}
+
+static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8_t *w, int64_t n, int64_t k,
+                                                          const int8_t *xq, const float *xd, const float *xs,
+                                                          int64_t m, float *y) {
+    const int64_t nb = k / 32, row_bytes = nb * BLOCK_BYTES[qtype];
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < n; j++) {
+        const uint8_t *wj = w + j * row_bytes;
+        int64_t r = 0;
+        for (; r + 4 <= m; r += 4)
+            dot_rows(qtype, 4, wj, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL, nb, k, y + r * n + j, n);
+        for (; r < m; r++)
+            dot_rows(qtype, 1, wj, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL, nb, k, y + r * n + j, n);
+    }
 }
 
 // y (m, n) = x (m, k) times the n rows of w (raw blocks, n x k/32 blocks). Returns 0, or -1 on
 // a bad argument.
 int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y) {
     if (qtype < 0 || qtype > 3 || k % 32) return -1;
-    const int64_t nb = k / 32, row_bytes = nb * BLOCK_BYTES[qtype];
+    const int64_t nb = k / 32;
     int8_t *xq = malloc((size_t)(m * k));
     float *xd = malloc(sizeof(float) * (size_t)(m * nb));
     float *xs = qtype == Q4_1 ? malloc(sizeof(float) * (size_t)(m * nb)) : NULL;
@@ -104,14 +134,16 @@ int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float
         free(xq), free(xd), free(xs);
         return -1;
     }
-#pragma omp parallel
+#pragma omp parallel if (n * m * nb > 4096)  // small products: a thread team costs more than it saves
     {
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL);
-#pragma omp for schedule(static)
-        for (int64_t j = 0; j < n; j++)
-            for (int64_t r = 0; r < m; r++)
-                y[r * n + j] = vec_dot(qtype, w + j * row_bytes, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL, nb);
+        switch (qtype) {  // one loop specialized per block type
+            case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, m, y); break;
+            case Q4_1: mm_rows(Q4_1, w, n, k, xq, xd, xs, m, y); break;
+            case Q5_0: mm_rows(Q5_0, w, n, k, xq, xd, xs, m, y); break;
+            default: mm_rows(Q8_0, w, n, k, xq, xd, xs, m, y); break;
+        }
     }
     free(xq), free(xd), free(xs);
     return 0;
@@ -191,4 +223,83 @@ int ggml_attn(const float *q, float *out, const uint16_t *k_cache, const uint16_
         for (int64_t i = 0; i < d; i++) o[i] = f16_to_f32(acc[i]) * inv;
     }
     return 0;
+}
+
+// ---- element-wise ops of llama.cpp's graph ---------------------------------------------------
+
+// ggml_compute_forward_rms_norm_f32 then ggml_mul by the weight: float squares summed in double
+// in order, scale = 1.0f / sqrtf(mean + eps), y = (x * scale) * w.
+void ggml_rms_norm(const float *x, const float *w, float *y, int64_t rows, int64_t n, float eps) {
+#pragma omp parallel for schedule(static) if (rows > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
+        const float mean = (float)(sum / (double)n);
+        const float scale = 1.0f / sqrtf(mean + eps);
+        for (int64_t i = 0; i < n; i++) y[r * n + i] = (xr[i] * scale) * w[i];
+    }
+}
+
+// ggml_v_expf (AVX2 + FMA; Arm optimized-routines' expf) and ggml_v_silu, step for step
+static inline __m256 v_expf(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256i c = _mm256_castps_si256(
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(126), _CMP_GT_OQ));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(_mm256_castsi256_ps(c))) return _mm256_fmadd_ps(j, k, k);
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256i d = _mm256_castps_si256(
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(192), _CMP_GT_OQ));
+    return _mm256_or_ps(
+        _mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+        _mm256_andnot_ps(_mm256_castsi256_ps(d),
+                         _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                      _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
+}
+
+// silu(x) = x / (1 + expf(-x)) over `count` floats: ggml_v_silu 8 at a time, its scalar form
+// (glibc expf) for a tail, as ggml_vec_silu_f32 / ggml_vec_swiglu_f32 split a row.
+void ggml_silu(const float *x, float *y, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static) if (rows > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        int64_t i = 0;
+        for (; i + 7 < n; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xr + i);
+            const __m256 den = _mm256_add_ps(_mm256_set1_ps(1), v_expf(_mm256_sub_ps(_mm256_setzero_ps(), v)));
+            _mm256_storeu_ps(yr + i, _mm256_div_ps(v, den));
+        }
+        for (; i < n; i++) yr[i] = xr[i] / (1.0f + expf(-xr[i]));
+    }
+}
+
+// RoPE on x (rows, heads, d) in place, pairs (i, i + d/2), cos/sin (rows, d/2) from ggml's cache:
+// x0*cos - x1*sin and x0*sin + x1*cos with the fmas gcc put in ggml's rotate_pairs.
+void ggml_rope(float *x, const float *cs, const float *sn, int64_t rows, int64_t heads, int64_t d) {
+    const int64_t half = d / 2;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t h = 0; h < heads; h++) {
+            float *v = x + (r * heads + h) * d;
+            const float *c = cs + r * half, *s = sn + r * half;
+            for (int64_t i = 0; i < half; i++) {
+                const float x0 = v[i], x1 = v[i + half];
+                v[i] = fmaf(x0, c[i], -(x1 * s[i]));
+                v[i + half] = fmaf(x0, s[i], x1 * c[i]);
+            }
+        }
 }
