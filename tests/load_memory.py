@@ -1,4 +1,5 @@
-"""Run as a script: load a model and print (peak RSS growth while loading, weight bytes)."""
+"""Run as a script: `load_memory.py MODEL [QUANTIZATION]` loads a model and prints (peak RSS growth
+while loading, bytes of the weights it keeps: parameters and buffers)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ def main() -> None:
 
     resolved = resolve_model(sys.argv[1], progress=False)
     before = status_bytes("VmRSS")
-    loaded = load_decoder(resolved, progress=False)
+    loaded = load_decoder(resolved, progress=False, quantization=sys.argv[2] if len(sys.argv) > 2 else "none")
     peak = status_bytes("VmHWM")
-    weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    tensors = [*loaded.model.parameters(), *loaded.model.buffers()]
+    weights = sum(t.numel() * t.element_size() for t in tensors)
     print(peak - before, weights)
 
 

@@ -15,7 +15,7 @@ from brainwork.loader.safetensors import iter_safetensors
 from brainwork.models.base import materialize_buffers
 from brainwork.models.config import ModelConfig
 from brainwork.models.registry import decoder_class
-from brainwork.numerics.apply import to_ggml_numerics
+from brainwork.numerics.apply import ggml_weight_stream, to_ggml_numerics
 from brainwork.quant.modes import check_quantization
 from brainwork.quant.transform import fuse_projections, gguf_weight_stream, quantize_linears
 from brainwork.store import ResolvedModel
@@ -76,6 +76,8 @@ def _load_gguf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool, quan
     kept: dict[str, int] = {}
     if quantization == "none":
         tensors = f.iter_tensors(dtype)
+    elif quantization == "ggml":  # quantized matrices become ggml-exact modules straight from their blocks
+        tensors = ggml_weight_stream(model, f, kept)
     else:  # packed matrices are swapped into `model` as the stream passes them
         tensors = gguf_weight_stream(model, f, quantization, dtype, kept)
     stream = tqdm(
@@ -95,9 +97,9 @@ def _load_gguf(resolved: ResolvedModel, dtype: torch.dtype, progress: bool, quan
 
 
 def _load_ggml(resolved: ResolvedModel, progress: bool) -> LoadedDecoder:
-    """Float weights, then every op swapped for its ggml-exact form (`brainwork.numerics`)."""
-    loaded = _load_gguf(resolved, torch.float32, progress, "none")
-    loaded.kept = to_ggml_numerics(loaded.model, GGUFFile(resolved.path))
+    """Every op in its ggml-exact form (`brainwork.numerics`), quantized matrices kept as blocks."""
+    loaded = _load_gguf(resolved, torch.float32, progress, "ggml")
+    to_ggml_numerics(loaded.model, GGUFFile(resolved.path), loaded.kept)  # after _finish: it resets RoPE
     return loaded
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from brainwork.layers.norm import RMSNorm
 from brainwork.loader.gguf import GGUFFile
+from brainwork.loader.gguf_reader import TensorInfo
 from brainwork.numerics import native, ops
 from brainwork.numerics.actquant import VEC_DOT_TYPE
 from brainwork.numerics.blocks import BLOCK32, BLOCK256, block32, q4_k_blocks, q6_k_blocks
@@ -100,14 +102,65 @@ def _swap(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(owner) if owner else model, attr, module)
 
 
-def to_ggml_numerics(model: nn.Module, f: GGUFFile) -> dict[str, int]:
-    """Replace the linears, norms, RoPE and activations of `model` (float weights loaded from
-    `f`) by their ggml-arithmetic forms, and mark the model so that the engine keeps its KV cache
-    in float16 and attends with `flash_attention.ggml_attention` (`model.ggml_attention`: the
-    q.k summation order, or True). Returns counts of the weight types swapped."""
+def _block_linear(f: GGUFFile, t: TensorInfo, name: str, bias: torch.Tensor | None) -> nn.Module | None:
+    """The ggml-exact module of quantized matrix `t` (HF name `name`, without `.weight`), built
+    from its blocks; None for a float matrix."""
+    qtype = t.qtype.name
+    if qtype in BLOCK32 and native.available():  # the C kernel reads the blocks as stored
+        raw = f.to_hf(f"{name}.weight", torch.from_numpy(np.array(f.raw_rows(t))))
+        return native.NativeBlockLinear(raw, qtype, int(t.shape[-1]), bias)
+    if qtype in BLOCK32:
+        codes, d, m = (
+            None if a is None else f.to_hf(f"{name}.weight", torch.from_numpy(a)) for a in block32(f.raw_rows(t), qtype)
+        )
+        return GGMLBlockLinear(codes, d, m, bias, qtype)
+    if qtype in BLOCK256:
+        parts = (q4_k_blocks if qtype == "Q4_K" else q6_k_blocks)(f.raw_rows(t))
+        p = {k: f.to_hf(f"{name}.weight", torch.from_numpy(np.ascontiguousarray(v))) for k, v in parts.items()}
+        return GGMLKQuantLinear(qtype, p["codes"], p["scales"], p["d"], bias, p.get("mins"), p.get("dmin"))
+    return None
+
+
+def ggml_weight_stream(model: nn.Module, f: GGUFFile, counts: dict[str, int]) -> Iterator[tuple[str, torch.Tensor]]:
+    """`(hf_name, float32 tensor)` for the model's `load_weights`; quantized matrices are swapped
+    into `model` as their ggml-exact modules as the stream passes them, built from the file's
+    blocks, so no float copy of them is ever made (a tied head from the embedding's blocks).
+    A bias that came earlier in the stream moves to the new module; a later one lands on it."""
+    linears = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    names = {f.hf_name(t.name) for t in f.tensors}
+    tie_head = getattr(model.config, "tie_word_embeddings", False) and "lm_head.weight" not in names
+    for t in f.tensors:
+        name = f.hf_name(t.name)
+        targets = [name] if name in linears else []
+        if name == "model.embed_tokens.weight" and tie_head:
+            targets.append("lm_head.weight")
+        swapped = 0
+        for target in targets:
+            mod_name = target.removesuffix(".weight")
+            bias = getattr(model.get_submodule(mod_name), "bias", None)  # loaded when it came first
+            bias = None if bias is None or bias.is_meta else bias.detach()
+            module = _block_linear(f, t, mod_name, bias)
+            if module is not None:
+                _swap(model, mod_name, module)
+                counts[t.qtype.name] = counts.get(t.qtype.name, 0) + 1
+                swapped += 1
+        if targets and swapped == len(targets) and name in linears:
+            f.release(t)
+            continue
+        tensor = f.to_hf(name, f.dequantize(t, torch.float32))
+        f.release(t)
+        yield name, tensor
+
+
+def to_ggml_numerics(model: nn.Module, f: GGUFFile, counts: dict[str, int] | None = None) -> dict[str, int]:
+    """Replace the linears, norms, RoPE and activations of `model` (weights loaded from `f`; its
+    quantized matrices may already be swapped by `ggml_weight_stream`) by their ggml-arithmetic
+    forms, and mark the model so that the engine keeps its KV cache in float16 and attends with
+    ggml's attention (`model.ggml_attention`: the q.k summation order, or True). Returns counts of
+    the weight types swapped (added to `counts`)."""
     cfg = model.config
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    counts: dict[str, int] = {}
+    counts = {} if counts is None else counts
     names = {f.hf_name(t.name): t for t in f.tensors}
     if "lm_head.weight" not in names:  # tied head: computed against the embedding's blocks
         names["lm_head.weight"] = names["model.embed_tokens.weight"]
@@ -115,27 +168,9 @@ def to_ggml_numerics(model: nn.Module, f: GGUFFile) -> dict[str, int]:
         t = names[f"{name}.weight"]
         qtype = t.qtype.name
         bias = None if lin.bias is None else lin.bias.detach()
-        if qtype in BLOCK32 and native.available():  # the C kernel reads the blocks as stored
-            raw = f.to_hf(f"{name}.weight", torch.from_numpy(np.array(f.raw_rows(t))))
-            _swap(model, name, native.NativeBlockLinear(raw, qtype, lin.in_features, bias))
-            counts[qtype] = counts.get(qtype, 0) + 1
-            continue
-        if qtype in BLOCK32:
-            codes, d, m = (
-                None if a is None else f.to_hf(f"{name}.weight", torch.from_numpy(a))
-                for a in block32(f.raw_rows(t), qtype)
-            )
-            _swap(model, name, GGMLBlockLinear(codes, d, m, bias, qtype))
-            counts[qtype] = counts.get(qtype, 0) + 1
-            continue
-        if qtype in BLOCK256:
-            parts = (q4_k_blocks if qtype == "Q4_K" else q6_k_blocks)(f.raw_rows(t))
-            p = {k: f.to_hf(f"{name}.weight", torch.from_numpy(np.ascontiguousarray(v))) for k, v in parts.items()}
-            _swap(
-                model,
-                name,
-                GGMLKQuantLinear(qtype, p["codes"], p["scales"], p["d"], bias, p.get("mins"), p.get("dmin")),
-            )
+        module = _block_linear(f, t, name, bias)
+        if module is not None:
+            _swap(model, name, module)
             counts[qtype] = counts.get(qtype, 0) + 1
             continue
         offsets = _offsets(f, t, f"{name}.weight") if VEC_DOT_TYPE.get(qtype) == "Q8_1" else None
