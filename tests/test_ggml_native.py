@@ -113,3 +113,19 @@ def test_ggml_loading_keeps_blocks_and_makes_no_float_copy() -> None:
     )
     growth, kept = map(int, out.stdout.split())
     assert growth < 2 * kept, (growth, kept)
+
+
+def test_fused_projections_equal_separate_ones() -> None:
+    """q/k/v stacked into one call give exactly the three separate results, batched or not."""
+    f = GGUFFile(resolve_model("smollm2-135m-instruct", progress=False).path)
+    parts = []
+    for kind in ("q", "k", "v"):
+        t = next(t for t in f.tensors if t.name == f"blk.0.attn_{kind}.weight")
+        parts.append(native.NativeBlockLinear(torch.from_numpy(np.array(f.raw_rows(t))), t.qtype.name, 576, None))
+    block = torch.nn.Module()
+    block.q_proj, block.k_proj, block.v_proj = parts
+    assert native.fuse_projections(block) == 1
+    assert block.q_proj is None
+    x = torch.from_numpy(_acts(6, 576, 11))
+    for rows in (x[:1], x):
+        assert torch.equal(block.qkv_proj(rows), torch.cat([p(rows) for p in parts], dim=-1))

@@ -211,6 +211,7 @@ def to_ggml_numerics(model: nn.Module, f: GGUFFile, counts: dict[str, int] | Non
                 m.act = ops.silu
             else:
                 raise ValueError(f"numerics='ggml' does not reproduce the {cfg.hidden_act!r} activation")
+    native.fuse_projections(model)
     order = ggml_dot_order(f, cfg.head_dim)
     model.ggml_attention = True if order is None else order
     return counts
