@@ -131,24 +131,23 @@ class NativeBlockLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, qtype={self.qtype}, native"
 
 
+def _concat_blocks(parts: list[torch.nn.Module]) -> NativeBlockLinear | None:
+    """NativeBlockLinears of one block type, input size and bias presence -> one, rows stacked."""
+    if not all(isinstance(p, NativeBlockLinear) for p in parts):
+        return None
+    if len({(p.qtype, p.in_features, p.bias is None) for p in parts}) != 1:
+        return None
+    first = parts[0]
+    raw = torch.cat([p.raw for p in parts])  # (sum N, K/32 * block bytes)
+    bias = None if first.bias is None else torch.cat([p.bias.detach() for p in parts])
+    return NativeBlockLinear(raw, first.qtype, first.in_features, bias)
+
+
 def fuse_projections(model: torch.nn.Module) -> int:
     """q/k/v and gate/up `NativeBlockLinear`s of one block type become one call each (`qkv_proj`,
     `gate_up_proj`): the weight rows stacked, the activations quantized once. Exact: ggml
     quantizes the same input the same way for each of the three matmuls, and every output
-    element is its own dot product. At decode a call is mostly fixed cost, so 7 calls per layer
-    become 4. Returns how many groups were fused."""
-    fused = 0
-    for module in model.modules():
-        for names, attr in ((("q_proj", "k_proj", "v_proj"), "qkv_proj"), (("gate_proj", "up_proj"), "gate_up_proj")):
-            parts = [getattr(module, n, None) for n in names]
-            if not all(isinstance(p, NativeBlockLinear) for p in parts):
-                continue
-            if len({(p.qtype, p.in_features, p.bias is None) for p in parts}) != 1:
-                continue
-            raw = torch.cat([p.raw for p in parts])  # (sum N, K/32 * block bytes)
-            bias = None if parts[0].bias is None else torch.cat([p.bias.detach() for p in parts])
-            setattr(module, attr, NativeBlockLinear(raw, parts[0].qtype, parts[0].in_features, bias))
-            for n in names:  # the stacked copy holds the same bytes
-                setattr(module, n, None)
-            fused += 1
-    return fused
+    element is its own dot product. Returns how many groups were fused."""
+    from brainwork.quant.transform import fuse_projections as fuse  # the shared mechanism
+
+    return fuse(model, _concat_blocks)

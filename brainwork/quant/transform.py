@@ -126,10 +126,12 @@ def quantize_linears(model: nn.Module, mode: str) -> dict[str, int]:
     return counts
 
 
-def _concat(parts: list[QuantLinear]) -> QuantLinear | None:
-    """One QuantLinear computing `parts` side by side (outputs concatenated), or None if their
-    forms differ. Packed int4 rows come in tiles of 32 and every part's N is a multiple of 32, so
-    the packed tensors concatenate as they are."""
+def _concat(parts: list[nn.Module]) -> QuantLinear | None:
+    """One QuantLinear computing `parts` side by side (outputs concatenated), or None if they are
+    not QuantLinears of one form. Packed int4 rows come in tiles of 32 and every part's N is a
+    multiple of 32, so the packed tensors concatenate as they are."""
+    if not all(isinstance(p, QuantLinear) for p in parts):
+        return None
     kind = parts[0].kind
     if any(p.kind != kind or p.in_features != parts[0].in_features for p in parts):
         return None
@@ -148,17 +150,16 @@ def _concat(parts: list[QuantLinear]) -> QuantLinear | None:
     return fused
 
 
-def fuse_projections(model: nn.Module) -> int:
-    """Fuse q/k/v and gate/up QuantLinears into one kernel call each (`qkv_proj`, `gate_up_proj`):
+def fuse_projections(model: nn.Module, concat: Callable[[list[nn.Module]], nn.Module | None] = _concat) -> int:
+    """Fuse q/k/v and gate/up projections into one kernel call each (`qkv_proj`, `gate_up_proj`):
     at decode a call costs ~100 us on two cores, mostly fixed overhead, so 7 calls per layer
-    become 4. Returns how many groups were fused."""
+    become 4. `concat` builds the fused module from the parts, or None where they cannot fuse
+    (default: QuantLinears of one form). Returns how many groups were fused."""
     fused_count = 0
     for module in model.modules():
         for names, attr in ((("q_proj", "k_proj", "v_proj"), "qkv_proj"), (("gate_proj", "up_proj"), "gate_up_proj")):
             parts = [getattr(module, n, None) for n in names]
-            if not all(isinstance(p, QuantLinear) for p in parts):
-                continue
-            fused = _concat(parts)  # type: ignore[arg-type]
+            fused = None if any(p is None for p in parts) else concat(parts)  # type: ignore[arg-type]
             if fused is None:
                 continue
             setattr(module, attr, fused)
