@@ -3,7 +3,22 @@ while loading, bytes of the weights it keeps: parameters and buffers)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
+
+
+def measure(name: str, *args: str) -> tuple[int, int]:
+    """Run this script on model `name` (and a quantization) in a fresh process: (growth, kept)."""
+    out = subprocess.run(
+        [sys.executable, __file__, name, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    growth, kept = map(int, out.stdout.split())
+    return growth, kept
 
 
 def status_bytes(key: str) -> int:

@@ -99,19 +99,9 @@ def test_ggml_loading_keeps_blocks_and_makes_no_float_copy() -> None:
     """`quantization="ggml"` builds its matmuls from the GGUF blocks as the stream passes them:
     peak resident growth while loading SmolLM2 stays under 2x what the model keeps (measured
     1.53x: 322 MB for 210 MB kept; loading float weights first, as before, grew 677+ MB)."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests import load_memory
 
-    script = Path(__file__).with_name("load_memory.py")
-    out = subprocess.run(
-        [sys.executable, str(script), "smollm2-135m-instruct", "ggml"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    growth, kept = map(int, out.stdout.split())
+    growth, kept = load_memory.measure("smollm2-135m-instruct", "ggml")
     assert growth < 2 * kept, (growth, kept)
 
 

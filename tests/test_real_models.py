@@ -11,15 +11,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from brainwork.loader.decoder import LoadedDecoder, load_decoder
 from brainwork.store import resolve_model
+from tests import load_memory
 from tests.prompts import PROMPTS
 from tests.refs.llamacpp import LlamaCpp
 from tests.test_decoder_parity import _logits_ours
@@ -103,13 +100,5 @@ def test_chat_template_renders_like_transformers() -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_loading_makes_no_second_copy(name: str) -> None:
     """Peak resident growth while loading stays below 1.5x the float weights (file pages included)."""
-    script = Path(__file__).with_name("load_memory.py")
-    out = subprocess.run(
-        [sys.executable, str(script), name],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    growth, weights = map(int, out.stdout.split())
+    growth, weights = load_memory.measure(name)
     assert growth < 1.5 * weights, (growth, weights)
