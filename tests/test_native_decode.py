@@ -2,23 +2,52 @@
 
 from __future__ import annotations
 
+import ctypes
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 from torch.nn import functional as F
 
+from brainwork.engine import native
 from brainwork.engine.native_decode import NativeDecode
 
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def kernel() -> NativeDecode:
+def _portable(tmp: Path) -> NativeDecode:
+    """The kernel's portable form (no AVX2: one dot and one expf per score), built apart."""
+    source = Path(native.__file__).with_name("paged_decode.c")
+    target = tmp / "paged_decode_portable.so"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc is not None
+    subprocess.run([cc, "-O2", "-march=x86-64", "-shared", "-fPIC", "-fopenmp", "-o", str(target), str(source), "-lm"], check=True)
+    return NativeDecode(ctypes.CDLL(str(target)))
+
+
+@pytest.fixture(scope="module", params=["native", "portable"])
+def kernel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> NativeDecode:
+    if request.param == "portable":
+        if platform.machine() not in ("x86_64", "AMD64"):
+            pytest.skip("the portable build is checked on x86-64, where the native one uses AVX2")
+        return _portable(tmp_path_factory.mktemp("portable"))
     k = NativeDecode.create(torch.float32, 64)
     assert k is not None, "the C kernel did not build (is a C compiler installed?)"
     return k
 
 
-@pytest.mark.parametrize(("hq", "hkv", "d"), [(4, 4, 32), (9, 3, 64), (8, 2, 128), (4, 1, 256)])
+def test_too_many_heads_per_kv_head_is_named(kernel: NativeDecode) -> None:
+    q = torch.zeros(1, 66, 8)
+    kc = torch.zeros(1, 8, 2, 8)
+    one = torch.ones(1, dtype=torch.int64)
+    with pytest.raises(ValueError, match="33 query heads per kv head"):
+        kernel(q, torch.empty_like(q), kc, kc.clone(), one - 1, one, one[None] - 1, 1.0, None)
+
+
+@pytest.mark.parametrize(("hq", "hkv", "d"), [(4, 4, 32), (9, 3, 64), (8, 2, 128), (4, 1, 256), (14, 2, 64)])
 @pytest.mark.parametrize("window", [None, 7, 40])
 def test_kernel_matches_sdpa(kernel: NativeDecode, hq: int, hkv: int, d: int, window: int | None) -> None:
     gen = torch.Generator().manual_seed(hq * d + (window or 0))
