@@ -24,7 +24,8 @@ def _portable(tmp: Path) -> NativeDecode:
     target = tmp / "paged_decode_portable.so"
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc is not None
-    subprocess.run([cc, "-O2", "-march=x86-64", "-shared", "-fPIC", "-fopenmp", "-o", str(target), str(source), "-lm"], check=True)
+    flags = ["-O2", "-march=x86-64", "-shared", "-fPIC", "-fopenmp"]
+    subprocess.run([cc, *flags, "-o", str(target), str(source), "-lm"], check=True)
     return NativeDecode(ctypes.CDLL(str(target)))
 
 
