@@ -365,3 +365,29 @@ def test_pipelines_share_a_store(tmp_path: Path, minilm_dir: Path) -> None:
     rag.add_texts([Item("n1", "The staff meeting moved to Thursday at 10:00 in room B.")])
     assert rag.search("when is the staff meeting", k=1)[0].source == "n1"
     assert {c.name for c in rag.collections()} == {"films", "notes"}
+
+
+def test_a_document_that_opens_with_the_query_ranks_first(tmp_path: Path, embedder: Embedder) -> None:
+    """Two documents hold the same sentence: one in its last chunk, alone, the other in its first,
+    beside an unrelated one. Chunk and document scores prefer the first (a purer match); the lead
+    rankers put the document that opens with it first."""
+    fact = "New zebra crossing rules start in the town centre next week."
+    filler = [
+        "The library extends its opening hours on Saturdays during the exam season.",
+        "A local bakery won a regional prize for its sourdough loaves and pastries.",
+        "Volunteers planted two hundred trees along the river path last autumn.",
+    ]
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        store.create_collection("c", embedder.name, embedder.dim)
+        docs = {
+            "opens": [fact + " Parking stays free on Sundays.", filler[0], filler[1]],
+            "ends": [filler[2], filler[1], fact],
+        }
+        for source, chunks in docs.items():
+            store.put_document("c", source, source, chunks, embedder.embed(chunks))
+        places = store.chunk_places("c", [1, 2, 3, 4, 5, 6])
+        assert sorted(places.values()) == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+        query = "zebra crossing rules"
+        for mode in ("dense", "lexical"):  # alone, each ranker prefers the purer chunk
+            assert Searcher(store, embedder, "c", mode).search(query, 1)[0].source == "ends"
+        assert [h.source for h in Searcher(store, embedder, "c").search(query, 2)] == ["opens", "ends"]

@@ -155,7 +155,7 @@ class VectorStore(Protocol):
     def document_lexical(
         self, collection: str, text: str, k: int, where: Where | None = None
     ) -> list[tuple[int, float]]: ...
-    def chunk_documents(self, collection: str, chunk_ids: Sequence[int]) -> dict[int, int]: ...
+    def chunk_places(self, collection: str, chunk_ids: Sequence[int]) -> dict[int, tuple[int, int]]: ...
     def best_chunks(
         self, collection: str, doc_ids: Sequence[int], query: np.ndarray
     ) -> dict[int, tuple[int, float]]: ...
@@ -206,7 +206,9 @@ class _Matrix:
     vectors: np.ndarray  # (N, D) float32, unit rows
     doc_rows: np.ndarray  # (M,) int64: document ids
     doc_vectors: np.ndarray  # (M, D) float32: each document's mean chunk vector, unit rows
-    chunk_doc: dict[int, int] = field(default_factory=dict)  # chunk id -> document id, filled on first use
+    chunk_numbers: np.ndarray  # (N,) int64: each chunk's number within its document
+    # chunk id -> (document id, chunk number), filled on first use
+    places: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 class SQLiteStore:
@@ -470,13 +472,14 @@ class SQLiteStore:
             rows = self._db.execute(sql + "ORDER BY rank LIMIT ?", [*args, k]).fetchall()
         return [(int(r[0]), -float(r[1])) for r in rows]
 
-    def chunk_documents(self, collection: str, chunk_ids: Sequence[int]) -> dict[int, int]:
-        """The document id of each chunk id."""
+    def chunk_places(self, collection: str, chunk_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """(document id, chunk number within the document) of each chunk id."""
         with self._lock:
             m = self._matrix(self._collection_id(collection))
-        if not m.chunk_doc and len(m.chunk_ids):
-            m.chunk_doc = dict(zip(m.chunk_ids.tolist(), m.doc_ids.tolist(), strict=True))
-        return {c: m.chunk_doc[c] for c in chunk_ids if c in m.chunk_doc}
+        if not m.places and len(m.chunk_ids):
+            pairs = zip(m.doc_ids.tolist(), m.chunk_numbers.tolist(), strict=True)
+            m.places = dict(zip(m.chunk_ids.tolist(), pairs, strict=True))
+        return {c: m.places[c] for c in chunk_ids if c in m.places}
 
     def best_chunks(self, collection: str, doc_ids: Sequence[int], query: np.ndarray) -> dict[int, tuple[int, float]]:
         """For each document id, its chunk closest to `query`: (chunk id, cosine)."""
@@ -527,7 +530,7 @@ class SQLiteStore:
         if cached is not None and cached.version == version:
             return cached
         rows = self._db.execute(
-            "SELECT id, document_id, embedding FROM chunks WHERE collection_id = ? ORDER BY id", (cid,)
+            "SELECT id, document_id, embedding, idx FROM chunks WHERE collection_id = ? ORDER BY id", (cid,)
         ).fetchall()
         vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         # stored vectors are unit length already (the encoder normalises); renormalise anyway so
@@ -544,6 +547,7 @@ class SQLiteStore:
             vectors.astype(np.float32, copy=False),
             np.fromiter((r[0] for r in docs), dtype=np.int64, count=len(docs)),
             np.frombuffer(b"".join(r[1] for r in docs), dtype=np.float32).reshape(len(docs), dim),
+            np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
         )
         self._matrices[cid] = m
         return m
