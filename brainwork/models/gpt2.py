@@ -15,6 +15,7 @@ from brainwork.layers.activation import get_activation
 from brainwork.layers.attention import KVStore
 from brainwork.models.base import assign_weights
 from brainwork.models.config import ModelConfig
+from brainwork.models.vocab import project
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -74,7 +75,7 @@ class GPT2LMHeadModel(nn.Module):
         return t["ln_f"](h)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(hidden).float()
+        return project(self.lm_head, hidden).float()
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> None:
         def stream() -> Iterator[tuple[str, torch.Tensor]]:

@@ -13,6 +13,7 @@ from brainwork.layers.norm import RMSNorm
 from brainwork.layers.rotary import RotaryEmbedding
 from brainwork.models.base import assign_weights
 from brainwork.models.config import ModelConfig, RopeConfig
+from brainwork.models.vocab import project
 
 
 class Attention(nn.Module):
@@ -120,7 +121,7 @@ class CausalLM(nn.Module):
         return self.model(input_ids, positions, kv)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.lm_head(hidden).float()  # (M, V)
+        logits = project(self.lm_head, hidden).float()  # (M, V)
         cap = self.config.final_logit_softcap
         return logits if cap is None else torch.tanh(logits / cap) * cap
 
