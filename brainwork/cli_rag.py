@@ -10,7 +10,9 @@ import json
 import sys
 from typing import Any
 
-_STORE_HELP = "the store file (default: $BRAINWORK_STORE or ~/.local/share/brainwork/store.sqlite)"
+from brainwork.rag.stores import STORE_HELP
+
+_STORE_HELP = STORE_HELP
 
 
 def _common(p: argparse.ArgumentParser, collection: str) -> None:
@@ -97,9 +99,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from brainwork.rag.store import SQLiteStore
+    from brainwork.rag.stores import open_store
 
-    return SQLiteStore(args.store)
+    return open_store(args.store)
 
 
 def _print_json(obj: Any) -> None:

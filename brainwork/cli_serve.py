@@ -39,8 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--store",
         metavar="PATH",
-        help="the RAG/recommendation store behind /v1/rag/query, /v1/collections and /v1/recommendations "
-        "(default: $BRAINWORK_STORE or ~/.local/share/brainwork/store.sqlite)",
+        help="the RAG/recommendation store behind /v1/rag/query, /v1/collections and /v1/recommendations: "
+        "a SQLite file or a postgresql:// URL (default: $BRAINWORK_STORE or ~/.local/share/brainwork/store.sqlite)",
     )
     p.add_argument("--served-model-name", metavar="NAME", help="the chat model's name in the API (default: --model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")

@@ -10,7 +10,8 @@ from brainwork.catalog import DEFAULT_CHAT_MODEL
 from brainwork.rag.answer import DEFAULT_MIN_COSINE, Answer, Answerer, AnswerStream
 from brainwork.rag.ingest import Embedder, Ingestor, IngestReport, Item
 from brainwork.rag.search import Hit, Searcher
-from brainwork.rag.store import CollectionInfo, SQLiteStore, VectorStore, Where
+from brainwork.rag.store import CollectionInfo, VectorStore, Where
+from brainwork.rag.stores import open_store
 
 DEFAULT_COLLECTION = "default"
 
@@ -38,7 +39,7 @@ class RagPipeline:
         chunk_tokens: int = 200,
         chunk_overlap: int = 40,
     ) -> None:
-        self.store: VectorStore = store if _is_store(store) else SQLiteStore(store)
+        self.store: VectorStore = store if _is_store(store) else open_store(store)
         self.collection = collection
         self.embedder = embedder or Embedder(embedding_model)
         self.model = model or DEFAULT_CHAT_MODEL

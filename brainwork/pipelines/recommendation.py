@@ -8,7 +8,8 @@ from typing import Any
 
 from brainwork.rag.ingest import Embedder, IngestReport, Item
 from brainwork.rag.recommend import Recommendation, Recommender
-from brainwork.rag.store import SQLiteStore, VectorStore, Where
+from brainwork.rag.store import VectorStore, Where
+from brainwork.rag.stores import open_store
 
 DEFAULT_CATALOG = "items"
 
@@ -26,7 +27,7 @@ class RecommendationPipeline:
         diversity: float = 0.0,
     ) -> None:
         self.store: VectorStore = (
-            store if store is not None and not isinstance(store, (str, Path)) else SQLiteStore(store)
+            store if store is not None and not isinstance(store, (str, Path)) else open_store(store)
         )
         self.embedder = embedder or Embedder(model)
         self.recommender = Recommender(self.store, self.embedder, collection)

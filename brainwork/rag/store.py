@@ -485,7 +485,7 @@ class SQLiteStore:
         """For each document id, its chunk closest to `query`: (chunk id, cosine)."""
         with self._lock:
             m = self._matrix(self._collection_id(collection))
-        q = _unit(query, m.vectors.shape[1])
+        q = unit(query, m.vectors.shape[1])
         out = {}
         for did in doc_ids:
             rows = np.flatnonzero(m.doc_ids == did)
@@ -557,12 +557,7 @@ class SQLiteStore:
         if not where:
             return None
         sql, args = "SELECT id FROM documents WHERE collection_id = ?", [cid]
-        for key, value in where.items():
-            if not _META_KEY.match(str(key)):
-                raise ValueError(f"where: invalid metadata key {key!r}")
-            values = value if isinstance(value, list) else [value]
-            if not values or not all(isinstance(v, (str, int, float, bool)) for v in values):
-                raise ValueError(f"where.{key}: expected a string, number or bool, or a list of them")
+        for key, values in where_items(where):
             sql += f" AND json_extract(metadata, '$.{key}') IN ({','.join('?' * len(values))})"
             args += values
         return np.array([r[0] for r in self._db.execute(sql, args)], dtype=np.int64)
@@ -616,7 +611,28 @@ class SQLiteStore:
         return problems
 
 
-def _unit(query: np.ndarray, dim: int) -> np.ndarray:
+def where_items(where: Where) -> list[tuple[str, list[Any]]]:
+    """A metadata filter checked: (key, allowed values) pairs; a bad key or value raises ValueError."""
+    items = []
+    for key, value in where.items():
+        if not _META_KEY.match(str(key)):
+            raise ValueError(f"where: invalid metadata key {key!r}")
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, (str, int, float, bool)) for v in values):
+            raise ValueError(f"where.{key}: expected a string, number or bool, or a list of them")
+        items.append((str(key), values))
+    return items
+
+
+def query_words(text: str) -> list[str] | None:
+    """The words a lexical query matches (any of them): common words are left out unless nothing
+    else is left. None when `text` has no words."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    kept = [w for w in words if w not in _STOPWORDS] or words
+    return kept or None
+
+
+def unit(query: np.ndarray, dim: int) -> np.ndarray:
     q = np.asarray(query, dtype=np.float32).reshape(-1)
     if q.shape[0] != dim:
         raise EmbeddingMismatchError(f"query vector has width {q.shape[0]}, the collection {dim}")
@@ -630,7 +646,7 @@ def _top_k(
     as (id, cosine), best first. Exact: one matrix-vector product and a partial sort."""
     if vectors.shape[0] == 0:
         return []
-    scores = vectors @ _unit(query, vectors.shape[1])  # (N,)
+    scores = vectors @ unit(query, vectors.shape[1])  # (N,)
     if allowed is not None:
         scores = np.where(np.isin(doc_ids, allowed), scores, -np.inf)
     k = min(k, int(np.isfinite(scores).sum()))
@@ -647,8 +663,5 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 def match_expression(text: str) -> str | None:
     """An FTS5 query matching any of the words of `text` (quoted, so no word acts as an operator);
     common words are left out unless nothing else is left. None when `text` has no words."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
-    kept = [w for w in words if w not in _STOPWORDS] or words
-    if not kept:
-        return None
-    return " OR ".join(f'"{w}"' for w in kept)
+    kept = query_words(text)
+    return None if kept is None else " OR ".join(f'"{w}"' for w in kept)

@@ -23,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from brainwork.rag.answer import DEFAULT_MIN_COSINE, I_DONT_KNOW, Source, cited_numbers, fit_prompt
 from brainwork.rag.errors import RagError, UnknownCollectionError, UnknownItemError
 from brainwork.rag.ingest import Embedder, Ingestor, Item
+from brainwork.rag.pg_store import is_postgres
 from brainwork.rag.readers import DEFAULT_MAX_BYTES, check_size
 from brainwork.rag.recommend import Recommender
 from brainwork.rag.search import MODES, Results, Searcher
-from brainwork.rag.store import SQLiteStore, default_store_path
+from brainwork.rag.store import VectorStore, default_store_path
+from brainwork.rag.stores import open_store
 from brainwork.sampling_params import SamplingParams
 from brainwork.server import routes_generate as gen
 from brainwork.server.errors import APIError, bad_request, from_value_error
@@ -82,13 +84,13 @@ class RagState:
 
     def __init__(self, state: ServerState, store_path: str | Path | None = None) -> None:
         self.state = state
-        self.store_path = Path(store_path) if store_path else default_store_path()
-        self._store: SQLiteStore | None = None
+        self.store_path = store_path if is_postgres(store_path) else Path(store_path or default_store_path())
+        self._store: VectorStore | None = None
         self._embedder: Embedder | None = None
 
-    def store(self) -> SQLiteStore:
+    def store(self) -> VectorStore:
         if self._store is None:
-            self._store = SQLiteStore(self.store_path)
+            self._store = open_store(self.store_path)
         return self._store
 
     def embedder(self) -> Embedder:
