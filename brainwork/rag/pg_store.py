@@ -8,13 +8,15 @@ collections, documents (with their mean vector and a text-search vector of the w
 
 Search is exact, like the SQLite store: `ORDER BY embedding <=> query` (cosine distance) scans the
 collection's rows (no approximate index: top-k equals a full sort). Lexical ranking is
-PostgreSQL's full-text search (English stemming, `ts_rank_cd`) where SQLite uses FTS5's BM25, so
-hybrid rankings can differ a little between the two stores; dense results are the same.
+PostgreSQL's full-text search (English stemming) with each word's rank weighted by its inverse
+document frequency, close to the BM25 that SQLite's FTS5 computes, so hybrid rankings differ a
+little between the two stores; dense results are the same.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -292,17 +294,36 @@ class PgVectorStore:
     def _text_rank(
         self, table: str, key: str, doc: str, collection: str, text: str, k: int, where: Where | None
     ) -> list[tuple[int, float]]:
+        """BM25-like ranking in SQL: each query word's `ts_rank` (term frequency, normalised by
+        the log of the row's length) weighted by its inverse document frequency among the
+        collection's rows. PostgreSQL's own ranking has no IDF, and for a headline's words OR'ed
+        together that matters most (measured on the BBC corpus: plain `ts_rank_cd` fused to 0.920
+        of headlines found, this 0.958 (SQLite with BM25: 0.956))."""
         words = query_words(text)
         if words is None:
             return []
         cid = self._collection_id(collection)
-        # one tsquery of the words OR'ed; each word goes through the stemmer as a quoted lexeme
-        query = " | ".join(f"'{w}'" for w in words)
+        ((total,),) = self._rows(f"SELECT count(*) FROM {table} WHERE k.collection_id = %s", (cid,))
+        # the words' lexemes (stemmed, stop words dropped) and how many rows hold each
+        terms = []
+        for word in words:
+            rows = self._rows(
+                f"SELECT q::text, (SELECT count(*) FROM {table} WHERE k.collection_id = %s AND k.tsv @@ q) "
+                "FROM plainto_tsquery('english', %s) q WHERE q::text <> ''",
+                (cid, word),
+            )
+            if rows and rows[0][1]:
+                df = rows[0][1]
+                terms.append((rows[0][0], math.log(1 + (total - df + 0.5) / (df + 0.5))))
+        if not terms:
+            return []
+        values = ", ".join(["(%s::tsquery, %s::float8)"] * len(terms))
         sql, args = self._filter(where, doc)
         rows = self._rows(
-            f"SELECT {key}, ts_rank_cd(k.tsv, q) AS r FROM {table}, to_tsquery('english', %s) q "
-            f"WHERE k.collection_id = %s AND k.tsv @@ q{sql} ORDER BY r DESC, {key} LIMIT %s",
-            [query, cid, *args, k],
+            f"WITH terms(q, idf) AS (VALUES {values}) "
+            f"SELECT {key}, sum(t.idf * ts_rank(k.tsv, t.q, 1)) AS r FROM {table} JOIN terms t ON k.tsv @@ t.q "
+            f"WHERE k.collection_id = %s{sql} GROUP BY {key} ORDER BY r DESC, {key} LIMIT %s",
+            [*(x for term in terms for x in term), cid, *args, k],
         )
         return [(int(r[0]), float(r[1])) for r in rows]
 
