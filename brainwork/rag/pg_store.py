@@ -32,6 +32,7 @@ from brainwork.rag.store import (
     CollectionInfo,
     DocumentInfo,
     Where,
+    checked_vectors,
     query_words,
     unit,
     where_items,
@@ -170,14 +171,7 @@ class PgVectorStore:
     ) -> str:
         """Write one document and its chunks in one transaction. Returns "unchanged" when the same
         content is stored under `source` already, "replaced" when other content was, else "added"."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        info = self.collection(collection)
-        if vectors.ndim != 2 or vectors.shape != (len(chunks), info.dim):
-            raise EmbeddingMismatchError(
-                f"{source}: expected {len(chunks)} vectors of width {info.dim}, got shape {vectors.shape}"
-            )
-        if not chunks:
-            raise ValueError(f"{source}: a document needs at least one chunk")
+        vectors = checked_vectors(source, chunks, vectors, self.collection(collection).dim)
         if any("\x00" in text for text in chunks):  # PostgreSQL text cannot hold NUL
             raise ValueError(f"{source}: text contains a NUL character")
         # unit rows, so that cosine distance ranks them as the SQLite store's dot products do
@@ -257,26 +251,23 @@ class PgVectorStore:
 
     def dense(self, collection: str, query: np.ndarray, k: int, where: Where | None = None) -> list[tuple[int, float]]:
         """The k chunks of highest cosine with `query` (D,), as (chunk id, cosine), best first."""
-        cid = self._collection_id(collection)
-        q = _vec(unit(query, self._dim(cid)))
-        sql, args = self._filter(where, "k.document_id")
-        rows = self._rows(
-            f"SELECT k.id, 1 - (k.embedding <=> %s::vector) FROM bw_chunks k WHERE k.collection_id = %s{sql} "
-            "ORDER BY k.embedding <=> %s::vector, k.id LIMIT %s",
-            [q, cid, *args, q, k],
-        )
-        return [(int(r[0]), float(r[1])) for r in rows]
+        return self._nearest("bw_chunks k", "k.document_id", collection, query, k, where)
 
     def document_dense(
         self, collection: str, query: np.ndarray, k: int, where: Where | None = None
     ) -> list[tuple[int, float]]:
         """The k documents whose mean chunk vector is closest to `query`, as (document id, cosine)."""
+        return self._nearest("bw_documents k", "k.id", collection, query, k, where)
+
+    def _nearest(
+        self, table: str, doc: str, collection: str, query: np.ndarray, k: int, where: Where | None
+    ) -> list[tuple[int, float]]:
         cid = self._collection_id(collection)
         q = _vec(unit(query, self._dim(cid)))
-        sql, args = self._filter(where, "d.id")
+        sql, args = self._filter(where, doc)
         rows = self._rows(
-            f"SELECT d.id, 1 - (d.embedding <=> %s::vector) FROM bw_documents d WHERE d.collection_id = %s{sql} "
-            "ORDER BY d.embedding <=> %s::vector, d.id LIMIT %s",
+            f"SELECT k.id, 1 - (k.embedding <=> %s::vector) FROM {table} WHERE k.collection_id = %s{sql} "
+            "ORDER BY k.embedding <=> %s::vector, k.id LIMIT %s",
             [q, cid, *args, q, k],
         )
         return [(int(r[0]), float(r[1])) for r in rows]

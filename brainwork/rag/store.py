@@ -329,15 +329,8 @@ class SQLiteStore:
     ) -> str:
         """Write one document and its chunks in one transaction. Returns "unchanged" when the same
         content is stored under `source` already, "replaced" when other content was, else "added"."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._lock:
-            info = self.collection(collection)
-            if vectors.ndim != 2 or vectors.shape != (len(chunks), info.dim):
-                raise EmbeddingMismatchError(
-                    f"{source}: expected {len(chunks)} vectors of width {info.dim}, got shape {vectors.shape}"
-                )
-            if not chunks:
-                raise ValueError(f"{source}: a document needs at least one chunk")
+            vectors = checked_vectors(source, chunks, vectors, self.collection(collection).dim)
             meta = json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True)
             mean = vectors.mean(axis=0)
             mean /= max(float(np.linalg.norm(mean)), 1e-12)
@@ -609,6 +602,19 @@ class SQLiteStore:
             ):
                 problems.append(f"collection {name!r}: {bad} chunk vectors of the wrong size")
         return problems
+
+
+def checked_vectors(source: str, chunks: Sequence[str], vectors: np.ndarray, dim: int) -> np.ndarray:
+    """A document's chunk vectors as a contiguous float32 (len(chunks), dim) array; a wrong shape
+    or no chunks raise errors that name the document."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape != (len(chunks), dim):
+        raise EmbeddingMismatchError(
+            f"{source}: expected {len(chunks)} vectors of width {dim}, got shape {vectors.shape}"
+        )
+    if not chunks:
+        raise ValueError(f"{source}: a document needs at least one chunk")
+    return vectors
 
 
 def where_items(where: Where) -> list[tuple[str, list[Any]]]:
