@@ -158,3 +158,23 @@ def test_cli_and_pipelines_take_a_postgres_url(pg_url: str, tmp_path: Path, mini
         ]
     )
     assert rec.similar("alien", k=1)[0].id == "gravity"
+
+
+def test_lexical_rank_weighs_rare_words_over_common_ones(pg_url: str) -> None:
+    """A headline's rare word (a name) must count for more than a word every document has, as
+    BM25's IDF makes it count in the SQLite store; PostgreSQL's own ranking would not."""
+    with PgVectorStore(pg_url) as store:
+        store.create_collection("idf", "toy", 4)
+        texts = {
+            "common": "The economy grew. Economy watchers said the economy was strong.",
+            "rare": "Zanzibar cloves sold well at the market this year.",
+            **{f"filler{i}": f"Report {i} on the economy and prices." for i in range(8)},
+        }
+        vec = np.eye(4, dtype=np.float32)[:1]
+        for source, text in texts.items():
+            store.put_document("idf", source, source, [text], vec)
+        top_chunk = store.lexical("idf", "Zanzibar economy", 1)[0][0]
+        assert store.chunks([top_chunk])[0].source == "rare"
+        top_doc = store.document_lexical("idf", "Zanzibar economy", 1)[0][0]
+        assert top_doc == store.chunk_places("idf", [top_chunk])[top_chunk][0]  # the "rare" document
+        store.drop_collection("idf")
