@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -381,8 +382,6 @@ class PgVectorStore:
 
 def _redact(dsn: str) -> str:
     """The DSN without its password, for messages."""
-    import re
-
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)
 
 
