@@ -9,7 +9,7 @@
 - RAG (with --rag): 20 questions written from article facts (tests/rag_questions.py), answered by
   a chat model; how many answers cite the right article, and contain the expected word.
 
-    .venv/bin/python benchmarks/rag_bbc.py [--store /tmp/bbc.sqlite] [--per-topic N] [--rag]
+    .venv/bin/python benchmarks/rag_bbc.py [--store /tmp/bbc.sqlite | postgresql://...] [--per-topic N] [--rag]
 
 The store is kept when --store is given (re-runs skip the ingest: unchanged articles are no-ops).
 """
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from brainwork.rag.ingest import Embedder, Ingestor, Item
 from brainwork.rag.recommend import Recommender
 from brainwork.rag.search import MODES, Searcher
-from brainwork.rag.store import SQLiteStore
+from brainwork.rag.stores import open_store
 from tests.rag_helpers import bbc_articles, retrieval_hit_rate, topic_precision
 from tests.rag_questions import QUESTIONS
 
@@ -36,15 +36,15 @@ COLLECTION = "bbc"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", help="store file to build or reuse (default: a temporary one)")
+    ap.add_argument("--store", help="store file or postgresql:// URL to build or reuse (default: a temporary file)")
     ap.add_argument("--per-topic", type=int, default=None, help="articles per topic (default: all)")
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--rag", action="store_true", help="also answer the 20 questions with --chat-model")
     ap.add_argument("--chat-model", default="qwen2.5-coder-0.5b-instruct")
     args = ap.parse_args()
 
-    path = Path(args.store) if args.store else Path(tempfile.mkdtemp()) / "bbc.sqlite"
-    store = SQLiteStore(path)
+    path = args.store or Path(tempfile.mkdtemp()) / "bbc.sqlite"
+    store = open_store(path)
     embedder = Embedder()
     articles = bbc_articles(args.per_topic)
     items = [Item(aid, body, {"topic": topic, "title": title}) for aid, topic, title, body in articles]
