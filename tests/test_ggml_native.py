@@ -119,3 +119,56 @@ def test_fused_projections_equal_separate_ones() -> None:
     x = torch.from_numpy(_acts(6, 576, 11))
     for rows in (x[:1], x):
         assert torch.equal(block.qkv_proj(rows), torch.cat([p(rows) for p in parts], dim=-1))
+
+
+def _stack_model():
+    from brainwork import LLM
+
+    llm = LLM("smollm2-135m-instruct", quantization="ggml", progress=False)
+    return llm.engine.model
+
+
+def test_native_stack_equals_the_module_path() -> None:
+    """All blocks in one C call (`numerics/native_stack.py`) against the module path on the same
+    steps: prompt chunks from position 0, a prompt chunk continuing a sequence and a decode in one
+    flat batch, over a shuffled paged cache. Hidden states and both caches: zero differing bits."""
+    from brainwork.engine.paged_cache import ChunkMeta, PagedAttention, PagedKVCache
+
+    model = _stack_model()
+    stack, cfg = model.model.stack, model.config
+    assert stack is not None  # SmolLM2's Q4_1/Q8_0 blocks are covered
+    caches = []
+    for _ in range(2):
+        c = PagedKVCache(cfg.num_layers, 12, 8, cfg.num_kv_heads, cfg.head_dim, torch.float16)
+        c.ggml, c.ggml_order = True, model.ggml_attention if isinstance(model.ggml_attention, torch.Tensor) else None
+        caches.append(c)
+    g = torch.Generator().manual_seed(3)
+    steps = [  # (start, tokens, block table) per chunk
+        [(0, 13, [7, 2]), (0, 5, [4])],
+        [(13, 1, [7, 2]), (5, 9, [4, 0]), (0, 3, [9])],
+    ]
+    with torch.inference_mode():
+        for chunks in steps:
+            n = sum(t for _, t, _ in chunks)
+            ids = torch.randint(1000, 40000, (n,), generator=g)
+            positions = torch.cat([torch.arange(s, s + t) for s, t, _ in chunks])
+            outs = []
+            for use_stack, cache in zip((True, False), caches, strict=True):
+                model.model.stack = stack if use_stack else None
+                kv = PagedAttention(cache, [ChunkMeta(s, t, list(b)) for s, t, b in chunks])
+                outs.append(model(ids, positions, kv))
+            model.model.stack = stack
+            assert torch.equal(outs[0], outs[1])
+    for a, b in zip(caches[0].k + caches[0].v, caches[1].k + caches[1].v, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_native_stack_covers_only_native_blocks() -> None:
+    """A block whose matmul is not a C block matmul (here a float Linear) keeps the module path."""
+    from brainwork.numerics.native_stack import NativeStack
+
+    model = _stack_model()
+    layers = model.model.layers
+    assert NativeStack.of(layers) is not None
+    layers[3].self_attn.o_proj = torch.nn.Linear(576, 576, bias=False)
+    assert NativeStack.of(layers) is None

@@ -200,6 +200,21 @@ class PagedAttention:
             out[g.rows] = o
         return out
 
+    def ggml_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For the C attention: each row's chunk index `(N,)`, its position `(N,)`, and the chunks'
+        block tables `(chunks, nb)` int64 padded with block 0 (never read past a row's position)."""
+        if self._ggml_rows is None:
+            seq, pos = [], []
+            for i, c in enumerate(self.chunks):
+                seq.extend([i] * c.num_tokens)
+                pos.extend(range(c.start, c.start + c.num_tokens))
+            nb = max(len(c.block_table) for c in self.chunks)
+            tables = torch.zeros(len(self.chunks), nb, dtype=torch.long)
+            for i, c in enumerate(self.chunks):
+                tables[i, : len(c.block_table)] = torch.tensor(c.block_table, dtype=torch.long)
+            self._ggml_rows = (torch.tensor(seq), torch.tensor(pos), tables)
+        return self._ggml_rows
+
     def _attend_ggml(self, layer: int, q: torch.Tensor, *, scale: float, window: int | None) -> torch.Tensor:
         """Each chunk's queries over its sequence's float16 keys/values, as ggml computes them:
         prompt chunks one at a time, all one-token decodes in one batched call (padded keys are
@@ -208,17 +223,7 @@ class PagedAttention:
         hkv, d, bs = kc.shape[2], kc.shape[3], self.cache.block_size
         order = self.cache.ggml_order
         if ggml_native.available():  # every row of every chunk in one C call, cache read in place
-            if self._ggml_rows is None:
-                seq, pos = [], []
-                for i, c in enumerate(self.chunks):
-                    seq.extend([i] * c.num_tokens)
-                    pos.extend(range(c.start, c.start + c.num_tokens))
-                nb = max(len(c.block_table) for c in self.chunks)
-                tables = torch.zeros(len(self.chunks), nb, dtype=torch.long)
-                for i, c in enumerate(self.chunks):
-                    tables[i, : len(c.block_table)] = torch.tensor(c.block_table, dtype=torch.long)
-                self._ggml_rows = (torch.tensor(seq), torch.tensor(pos), tables)
-            seq_t, pos_t, tables = self._ggml_rows
+            seq_t, pos_t, tables = self.ggml_rows()
             return ggml_native.attention(q, kc, vc, seq_t, pos_t, tables, scale, window, order)
         out = torch.empty(q.shape, dtype=torch.float32)
         decodes: list[tuple[int, ChunkMeta]] = []

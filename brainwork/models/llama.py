@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -84,6 +85,14 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
+class BlockStack(Protocol):
+    """All blocks of a `DecoderModel` as one call, for the KV stores it `accepts`."""
+
+    def accepts(self, kv: KVStore) -> bool: ...
+
+    def __call__(self, h: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor: ...
+
+
 class DecoderModel(nn.Module):
     """Embeddings, blocks and the final norm; names match Hugging Face's `model.*`."""
 
@@ -93,11 +102,16 @@ class DecoderModel(nn.Module):
         self.layers = nn.ModuleList(layer_cls(cfg, i) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.norm_eps, norm_offset)
         self.embedding_scale = cfg.embedding_scale
+        # every block in one native call (brainwork.numerics.native_stack), set for models it covers
+        self.stack: BlockStack | None = None
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor:
         h = self.embed_tokens(input_ids)  # (N, H)
         if self.embedding_scale is not None:  # Gemma scales by sqrt(H), rounded to the weight dtype
             h = h * torch.tensor(self.embedding_scale, dtype=h.dtype)
+        stack = self.stack
+        if stack is not None and stack.accepts(kv):
+            return self.norm(stack(h, positions, kv))
         for layer in self.layers:
             h = layer(h, positions, kv)
         return self.norm(h)

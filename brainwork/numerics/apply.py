@@ -212,6 +212,11 @@ def to_ggml_numerics(model: nn.Module, f: GGUFFile, counts: dict[str, int] | Non
             else:
                 raise ValueError(f"numerics='ggml' does not reproduce the {cfg.hidden_act!r} activation")
     native.fuse_projections(model)
+    inner = getattr(model, "model", None)
+    if layers is not None and hasattr(inner, "stack"):
+        from brainwork.numerics.native_stack import NativeStack  # it builds on this module's classes
+
+        inner.stack = NativeStack.of(layers)
     order = ggml_dot_order(f, cfg.head_dim)
     model.ggml_attention = True if order is None else order
     return counts
