@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from brainwork.numerics import native
 from brainwork.numerics.linear import fma_ as _fma
 from brainwork.numerics.linear import hsum8
 from brainwork.numerics.rows import per_chunk
@@ -118,6 +119,13 @@ class GGMLKQuantLinear(nn.Module):
             self.register_buffer("dmin", dmin.to(torch.float32).contiguous())  # (N, nb)
         self.register_buffer("d", d.to(torch.float32).contiguous())  # (N, nb)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+        # the C one-row kernels read the integers as unpacked (codes, scales, mins), not the float forms
+        self.c_form: tuple[torch.Tensor, ...] | None = None
+        if native.available() and (qtype == "Q6_K" or self.repacked):
+            ints = (codes.to(torch.uint8), scales.to(torch.int8 if qtype == "Q6_K" else torch.uint8))
+            self.c_form = tuple(t.contiguous() for t in ints)
+            if mins is not None:
+                self.c_form += (mins.to(torch.uint8).contiguous(),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -131,6 +139,11 @@ class GGMLKQuantLinear(nn.Module):
         count (`x2` holds several one-row chunks when `chunk` is 1)."""
         if self.tiled_min_rows is not None and chunk >= self.tiled_min_rows and not self.repacked:
             return self._tiled(*q8_k_codes(x2))
+        if self.c_form is not None and (self.qtype == "Q6_K" or chunk == 1 or x2.shape[0] < 4):
+            # every row alone: Q6_K's vec_dot, or Q4_K's gemv (no group of 4 rows for its gemm)
+            codes, scales, *mins = self.c_form
+            dmin = self.dmin if mins else None
+            return native.kquant_mm(self.qtype, codes, scales, mins[0] if mins else None, self.d, dmin, x2)
         if self.qtype == "Q6_K":
             return self._q6_k(*q8_k_codes(x2))
         if not self.repacked:

@@ -70,15 +70,14 @@ static inline __attribute__((always_inline)) __m256i weight_block(int qtype, con
         *mw = f16_to_f32(*(const uint16_t *)(w + 2));
         return nibbles_32(w + 4);
     }
-    if (qtype == Q5_0) {
+    if (qtype == Q5_0) {  // nibble | 0xF0 where the fifth bit is clear: (nibble | bit << 4) - 16 as int8
         uint32_t qh;
         memcpy(&qh, w + 2, 4);
-        int8_t v[32];
-        for (int j = 0; j < 16; j++) {
-            v[j] = (int8_t)(((w[6 + j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16);
-            v[j + 16] = (int8_t)(((w[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
-        }
-        return _mm256_loadu_si256((const __m256i *)v);
+        const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+        __m256i bits = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);  // byte i holds qh's byte i / 8
+        bits = _mm256_or_si256(bits, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));  // all ones iff bit i % 8 set
+        bits = _mm256_cmpeq_epi8(bits, _mm256_set1_epi64x(-1));
+        return _mm256_or_si256(nibbles_32(w + 6), _mm256_andnot_si256(bits, _mm256_set1_epi8((char)0xF0)));
     }
     return _mm256_loadu_si256((const __m256i *)(w + 2));
 }
@@ -384,4 +383,123 @@ int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const
     }
     free(h), free(qkv), free(q), free(k), free(att), free(gu), free(act), free(out);
     return rc;
+}
+
+// ---- K-quants (super-blocks of 256) for one-row chunks -----------------------------------------
+// The kernels llama.cpp runs (AVX2) when an activation row is alone, on the weights as
+// numerics/blocks.py unpacks them: `codes` (n, k) uint8 in value order, per-block scales (and
+// Q4_K mins) as small integers, d / dmin float32 (from fp16). All integer sums are exact, so only
+// their grouping into lanes and the float steps after them must be ggml's (kquant_linear.py has
+// the same arithmetic in torch and says which kernel does what).
+
+// quantize_row_q8_K: max = the first value of largest magnitude, iscale = -127 / max,
+// codes = min(127, nearest(iscale * x)), d = 1 / iscale; bsum16 = sums of 16 codes.
+static void quantize_q8_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *bsum16) {
+    for (int64_t b = 0; b < k / 256; b++) {
+        const float *v = x + 256 * b;
+        int8_t *c = q + 256 * b;
+        float amax = 0.0f, mx = 0.0f;
+        for (int i = 0; i < 256; i++)
+            if (fabsf(v[i]) > amax) amax = fabsf(v[i]), mx = v[i];
+        if (amax == 0.0f) {
+            d[b] = 0.0f;
+            memset(c, 0, 256);
+            for (int i = 0; i < 16; i++) bsum16[16 * b + i] = 0;
+            continue;
+        }
+        const float iscale = -127.0f / mx;
+        for (int i = 0; i < 256; i++) {
+            const int r = (int)nearbyintf(iscale * v[i]);
+            c[i] = (int8_t)(r > 127 ? 127 : r);
+        }
+        d[b] = 1.0f / iscale;
+        for (int i = 0; i < 16; i++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += c[16 * i + j];
+            bsum16[16 * b + i] = s;
+        }
+    }
+}
+
+// ggml_vec_dot_q6_K_q8_K: lane l of a super-block = sum over values p with (p % 32) / 4 == l of
+// q * q8 * scale (q unsigned 0..63) - 32 * (bsum[2l] scale[2l] + bsum[2l+1] scale[2l+1]);
+// acc = fma(d_y * d_w, lanes, acc) block after block, then hsum.
+static float dot_q6_k(const uint8_t *codes, const int8_t *sc, const float *dw, const int8_t *q8, const float *dy,
+                      const int32_t *bsum16, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *c = codes + 256 * b;
+        const int8_t *y = q8 + 256 * b, *s = sc + 16 * b;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++) {  // 32 values; int16 lanes 0..7 take scale 2g, 8..15 scale 2g + 1
+            const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(c + 32 * g)),
+                                                     _mm256_loadu_si256((const __m256i *)(y + 32 * g)));
+            const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+        }
+        int32_t off[8];
+        for (int l = 0; l < 8; l++)
+            off[l] = 32 * (bsum16[16 * b + 2 * l] * s[2 * l] + bsum16[16 * b + 2 * l + 1] * s[2 * l + 1]);
+        sumi = _mm256_sub_epi32(sumi, _mm256_loadu_si256((const __m256i *)off));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy[b] * dw[b]), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_float_8(acc);
+}
+
+// ggml_gemv_q4_K_8x8_q8_K (the repacked Q4_K of llama.cpp's CPU_REPACK buffer): one exact int per
+// super-block, I = sum_j scale_j (q . q8)_j and Imin = sum_j min_j bsum32_j; acc = fma(I, d_w d_y,
+// acc), acc_min = fma(Imin, dmin_w d_y, acc_min); result acc - acc_min.
+static float dot_q4_k_gemv(const uint8_t *codes, const uint8_t *sc, const uint8_t *mn, const float *dw,
+                           const float *dminw, const int8_t *q8, const float *dy, const int32_t *bsum16, int64_t nb) {
+    float acc = 0.0f, acc_min = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *c = codes + 256 * b;
+        const int8_t *y = q8 + 256 * b;
+        __m256i sumi = _mm256_setzero_si256();
+        int32_t imin = 0;
+        for (int j = 0; j < 8; j++) {
+            const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(c + 32 * j)),
+                                                     _mm256_loadu_si256((const __m256i *)(y + 32 * j)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(sc[8 * b + j])));
+            imin += mn[8 * b + j] * (bsum16[16 * b + 2 * j] + bsum16[16 * b + 2 * j + 1]);
+        }
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+        const int32_t isum = _mm_cvtsi128_si32(t);
+        acc = fmaf((float)isum, dw[b] * dy[b], acc);
+        acc_min = fmaf((float)imin, dminw[b] * dy[b], acc_min);
+    }
+    return acc - acc_min;
+}
+
+// y (m, n) = x (m, k) times a Q6_K (qtype 6) or repacked Q4_K (qtype 4) weight, every activation
+// row on its own (one-row chunks; Q6_K below ggml's tiled-kernel row count; Q4_K below 4 rows).
+// codes (n, k) uint8; scales (n, k/256, 16) int8 for Q6_K, (n, k/256, 8) uint8 for Q4_K with mins
+// alike; d, dmin (n, k/256) float32. Returns 0, -1 on a bad argument, -2 when out of memory.
+int ggml_kquant_mm(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
+                   const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y) {
+    if ((qtype != 4 && qtype != 6) || k % 256) return -1;
+    const int64_t nb = k / 256;
+    int8_t *q8 = malloc((size_t)(m * k));
+    float *dy = malloc(sizeof(float) * (size_t)(m * nb));
+    int32_t *bs = malloc(sizeof(int32_t) * (size_t)(m * nb * 16));
+    if (!q8 || !dy || !bs) {
+        free(q8), free(dy), free(bs);
+        return -2;
+    }
+    for (int64_t r = 0; r < m; r++) quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16);
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t r = 0; r < m; r++) {
+            const int8_t *xr = q8 + r * k;
+            const int32_t *br = bs + r * nb * 16;
+            y[r * n + j] = qtype == 6 ? dot_q6_k(codes + j * k, (const int8_t *)scales + j * nb * 16, d + j * nb, xr,
+                                                 dy + r * nb, br, nb)
+                                      : dot_q4_k_gemv(codes + j * k, (const uint8_t *)scales + j * nb * 8,
+                                                      mins + j * nb * 8, d + j * nb, dmin + j * nb, xr, dy + r * nb,
+                                                      br, nb);
+        }
+    free(q8), free(dy), free(bs);
+    return 0;
 }
