@@ -121,34 +121,45 @@ def test_fused_projections_equal_separate_ones() -> None:
         assert torch.equal(block.qkv_proj(rows), torch.cat([p(rows) for p in parts], dim=-1))
 
 
-def _stack_model():
+def _stack_model(name: str = "smollm2-135m-instruct"):
     from brainwork import LLM
 
-    llm = LLM("smollm2-135m-instruct", quantization="ggml", progress=False)
+    llm = LLM(name, quantization="ggml", progress=False)
     return llm.engine.model
 
 
-def test_native_stack_equals_the_module_path() -> None:
+_MIXED = [  # (start, tokens, block table) per chunk, per step
+    [(0, 13, [7, 2]), (0, 5, [4])],
+    [(13, 1, [7, 2]), (5, 9, [4, 0]), (0, 3, [9])],
+    [(14, 1, [7, 2]), (14, 1, [4, 0]), (3, 1, [9])],
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "stack_steps"),
+    [("smollm2-135m-instruct", 3), ("qwen2.5-coder-0.5b-instruct", 1)],  # Q4_1 blocks; Q5_0/Q8_0 + Q4_K/Q6_K
+)
+def test_native_stack_equals_the_module_path(name: str, stack_steps: int) -> None:
     """All blocks in one C call (`numerics/native_stack.py`) against the module path on the same
     steps: prompt chunks from position 0, a prompt chunk continuing a sequence and a decode in one
-    flat batch, over a shuffled paged cache. Hidden states and both caches: zero differing bits."""
+    flat batch, then decodes only, over a shuffled paged cache. SmolLM2 runs every step in the
+    stack; Qwen (K-quant weights: C kernels for one-row chunks only) the decode-only one. Hidden
+    states and both caches: zero differing bits."""
     from brainwork.engine.paged_cache import ChunkMeta, PagedAttention, PagedKVCache
+    from brainwork.numerics.rows import chunk_rows
 
-    model = _stack_model()
+    model = _stack_model(name)
     stack, cfg = model.model.stack, model.config
-    assert stack is not None  # SmolLM2's Q4_1/Q8_0 blocks are covered
+    assert stack is not None
     caches = []
     for _ in range(2):
         c = PagedKVCache(cfg.num_layers, 12, 8, cfg.num_kv_heads, cfg.head_dim, torch.float16)
         c.ggml, c.ggml_order = True, model.ggml_attention if isinstance(model.ggml_attention, torch.Tensor) else None
         caches.append(c)
     g = torch.Generator().manual_seed(3)
-    steps = [  # (start, tokens, block table) per chunk
-        [(0, 13, [7, 2]), (0, 5, [4])],
-        [(13, 1, [7, 2]), (5, 9, [4, 0]), (0, 3, [9])],
-    ]
+    ran = 0
     with torch.inference_mode():
-        for chunks in steps:
+        for chunks in _MIXED:
             n = sum(t for _, t, _ in chunks)
             ids = torch.randint(1000, 40000, (n,), generator=g)
             positions = torch.cat([torch.arange(s, s + t) for s, t, _ in chunks])
@@ -156,9 +167,12 @@ def test_native_stack_equals_the_module_path() -> None:
             for use_stack, cache in zip((True, False), caches, strict=True):
                 model.model.stack = stack if use_stack else None
                 kv = PagedAttention(cache, [ChunkMeta(s, t, list(b)) for s, t, b in chunks])
-                outs.append(model(ids, positions, kv))
+                ran += use_stack and stack.accepts(kv)
+                with chunk_rows([t for _, t, _ in chunks], [True] * len(chunks)):  # as the runner states them
+                    outs.append(model(ids, positions, kv))
             model.model.stack = stack
             assert torch.equal(outs[0], outs[1])
+    assert ran == stack_steps
     for a, b in zip(caches[0].k + caches[0].v, caches[1].k + caches[1].v, strict=True):
         assert torch.equal(a, b)
 

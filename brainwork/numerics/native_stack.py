@@ -6,10 +6,12 @@ calls (norm, fused q/k/v, RoPE twice, cache writes, attention, o, norm, gate/up,
 operations in the module path's order, so results are equal bit for bit; the module path stays
 the reference and the fallback (models or weights it does not cover, `BRAINWORK_NATIVE=0`).
 
-Covered: `models.llama.DecoderLayer` blocks whose four matmuls are `NativeBlockLinear`s (GGUF
-Q4_0/Q4_1/Q5_0/Q8_0 blocks read in C), with SiLU, plain RMSNorm and plain RoPE (no per-head q/k
-norm, no query pre-scale). K-quant weights keep the module path (their kernels depend on the
-batch's chunking, `numerics.rows`).
+Covered: `models.llama.DecoderLayer` blocks (fused or separate q/k/v and gate/up) whose matmuls
+are `NativeBlockLinear`s (GGUF Q4_0/Q4_1/Q5_0/Q8_0 blocks read in C) or Q6_K / repacked Q4_K
+`GGMLKQuantLinear`s, with SiLU, plain RMSNorm and plain RoPE (no per-head q/k norm, no query
+pre-scale). ggml picks K-quant kernels by a chunk's row count (`numerics.rows`), and only the
+one-row kernels are in C: a model with K-quant weights runs decode-only steps here, the others
+through the modules.
 """
 
 from __future__ import annotations
@@ -21,14 +23,27 @@ import torch
 
 from brainwork.numerics import native, ops
 from brainwork.numerics.apply import GGMLRMSNorm, GGMLRotary, LastRowApart
+from brainwork.numerics.kquant_linear import GGMLKQuantLinear
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 
 
+class _Mat(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int32),
+        ("n", _I),
+        *((f, _P) for f in ("w", "scales", "mins", "d", "dmin", "bias")),
+    ]
+
+
 class _Layer(ctypes.Structure):
     _fields_ = [
-        *((f, ctypes.c_int32) for f in ("qkv_type", "o_type", "gate_up_type", "down_type")),
-        *((f, _P) for f in ("qkv", "o", "gate_up", "down", "qkv_bias", "o_bias", "gate_up_bias", "down_bias")),
+        ("qkv", _Mat * 3),
+        ("gate_up", _Mat * 2),
+        ("o", _Mat),
+        ("down", _Mat),
+        ("n_qkv", ctypes.c_int32),
+        ("n_gate_up", ctypes.c_int32),
         *((f, _P) for f in ("norm1", "norm2", "k_cache", "v_cache")),
         ("window", _I),
     ]
@@ -58,8 +73,28 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _native_linear(m: Any) -> native.NativeBlockLinear | None:
-    return m if isinstance(m, native.NativeBlockLinear) else None
+def _mat(m: Any) -> _Mat | None:
+    """The C description of a module path matmul, None when the stack has no kernel for it."""
+    if isinstance(m, native.NativeBlockLinear):
+        return _Mat(kind=native.QTYPES[m.qtype], n=m.out_features, w=m.raw.data_ptr(), bias=_ptr(m.bias))
+    if isinstance(m, GGMLKQuantLinear) and m.c_form is not None:  # one-row kernels only: see `accepts`
+        codes, scales, *mins = m.c_form
+        return _Mat(
+            kind=6 if m.qtype == "Q6_K" else 4,
+            n=m.out_features,
+            w=codes.data_ptr(),
+            scales=scales.data_ptr(),
+            mins=mins[0].data_ptr() if mins else None,
+            d=m.d.data_ptr(),
+            dmin=m.dmin.data_ptr() if mins else None,
+            bias=_ptr(m.bias),
+        )
+    return None
+
+
+def _mats(mods: list[Any]) -> list[_Mat] | None:
+    mats = [_mat(m) for m in mods]
+    return None if any(m is None for m in mats) else mats  # type: ignore[return-value]
 
 
 class NativeStack:
@@ -67,18 +102,20 @@ class NativeStack:
 
     def __init__(self, layers: torch.nn.ModuleList, parts: list[dict[str, Any]], rotary: GGMLRotary) -> None:
         self.layers, self.rotary = layers, rotary
-        cfg = layers[0].self_attn.cfg
-        self.cfg = cfg
-        self._parts = parts  # keeps every tensor a pointer below refers to
+        self.cfg = layers[0].self_attn.cfg
+        self._parts = parts  # the modules whose tensors the pointers below refer to stay referenced
         self._structs = (_Layer * len(parts))()
         for s, p in zip(self._structs, parts, strict=True):
-            for name in ("qkv", "o", "gate_up", "down"):
-                lin: native.NativeBlockLinear = p[name]
-                setattr(s, f"{name}_type", native.QTYPES[lin.qtype])
-                setattr(s, name, lin.raw.data_ptr())
-                setattr(s, f"{name}_bias", _ptr(lin.bias))
+            for field, mats in (("qkv", p["qkv"]), ("gate_up", p["gate_up"])):
+                for i, m in enumerate(mats):
+                    getattr(s, field)[i] = m
+                setattr(s, f"n_{field}", len(mats))
+            s.o, s.down = p["o"], p["down"]
             s.norm1, s.norm2 = p["norm1"].data_ptr(), p["norm2"].data_ptr()
             s.window = p["window"] or 0
+        # K-quant matmuls have C kernels only for rows that are alone (decodes); other steps keep
+        # the module path, which picks ggml's multi-row kernels per chunk
+        self.one_row_only = any(m.kind >= 4 for p in parts for m in (*p["qkv"], *p["gate_up"], p["o"], p["down"]))
         self._cache: Any = None
 
     @classmethod
@@ -94,12 +131,16 @@ class NativeStack:
             if type(layer) is not DecoderLayer:
                 return None
             attn, mlp = layer.self_attn, layer.mlp
-            mlp = mlp.inner if isinstance(mlp, LastRowApart) else mlp  # block32 rows are independent
+            mlp = mlp.inner if isinstance(mlp, LastRowApart) else mlp  # its rows run alone here anyway
+            qkv = [attn.qkv_proj] if attn.qkv_proj is not None else [attn.q_proj, attn.k_proj, attn.v_proj]
+            gate_up = [mlp.gate_up_proj] if getattr(mlp, "gate_up_proj", None) is not None else None
+            if gate_up is None and hasattr(mlp, "gate_proj"):
+                gate_up = [mlp.gate_proj, mlp.up_proj]
             p = {
-                "qkv": _native_linear(attn.qkv_proj),
-                "o": _native_linear(attn.o_proj),
-                "gate_up": _native_linear(getattr(mlp, "gate_up_proj", None)),
-                "down": _native_linear(getattr(mlp, "down_proj", None)),
+                "qkv": _mats(qkv),
+                "gate_up": _mats(gate_up or []) if gate_up else None,
+                "o": _mat(attn.o_proj),
+                "down": _mat(getattr(mlp, "down_proj", None)),
             }
             norms = (layer.input_layernorm, layer.post_attention_layernorm)
             if any(v is None for v in p.values()) or not all(isinstance(n, GGMLRMSNorm) for n in norms):
@@ -124,8 +165,11 @@ class NativeStack:
         return cls(layers, parts, rotary)
 
     def accepts(self, kv: Any) -> bool:
-        """Whether `kv` is a paged float16 cache in ggml mode (the stack's only cache form)."""
-        return bool(getattr(getattr(kv, "cache", None), "ggml", False)) and hasattr(kv, "ggml_rows")
+        """Whether `kv` is a paged float16 cache in ggml mode (the stack's only cache form), and,
+        with K-quant weights, the step has only one-row chunks."""
+        if not getattr(getattr(kv, "cache", None), "ggml", False) or not hasattr(kv, "ggml_rows"):
+            return False
+        return not self.one_row_only or all(c.num_tokens == 1 for c in kv.chunks)
 
     def __call__(self, h: torch.Tensor, positions: torch.Tensor, kv: Any) -> torch.Tensor:
         """h (N, hidden) float32 -> (N, hidden) after every block; keys/values land in `kv`'s cache."""

@@ -303,88 +303,6 @@ void ggml_rope(float *x, const float *cs, const float *sn, int64_t rows, int64_t
         }
 }
 
-// ---- a whole llama decoder stack in one call ------------------------------------------------
-// The block of brainwork/models/llama.py (pre-norm attention with RoPE over the paged float16
-// cache, then a SwiGLU MLP) with the kernels above, in the module path's order of operations, for
-// every layer in one call. Why: at one decoding row each layer's ~12 Python module calls cost
-// more than its arithmetic. Equal to the module path bit for bit (tests/test_ggml_native.py).
-typedef struct {
-    int32_t qkv_type, o_type, gate_up_type, down_type;
-    const uint8_t *qkv, *o, *gate_up, *down;  // raw GGUF blocks; rows stacked (q | k | v), (gate | up)
-    const float *qkv_bias, *o_bias, *gate_up_bias, *down_bias;  // NULL: none
-    const float *norm1, *norm2;  // (hidden,) RMSNorm multipliers as GGUF stores them
-    uint16_t *k_cache, *v_cache;  // (blocks, block_size, kv_heads, head_dim) float16
-    int64_t window;  // 0 = none
-} StackLayer;
-
-typedef struct {
-    int64_t hidden, heads, kv_heads, head_dim, inter, block_size;
-    float eps, scale;
-    const int64_t *order;  // q.k summation order (NULL = natural)
-    int64_t rows;  // this step's flat batch
-    const float *cos, *sin;  // (rows, head_dim / 2) ggml's RoPE cache at each row's position
-    const int64_t *slots;  // (rows,) cache slot of each row's key/value
-    const int64_t *row_seq, *row_pos, *tables;  // as ggml_attn
-    int64_t table_width;
-} StackStep;
-
-static void add_bias(float *y, const float *b, int64_t rows, int64_t n) {
-    if (b)
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t i = 0; i < n; i++) y[r * n + i] = y[r * n + i] + b[i];
-}
-
-// x (rows, hidden) float32, updated in place through `n_layers` blocks. Returns 0, -1 on a bad
-// argument (from a kernel), -2 when out of memory.
-int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const StackStep *s) {
-    const int64_t n = s->rows, hid = s->hidden, d = s->head_dim, inter = s->inter;
-    const int64_t qd = s->heads * d, kd = s->kv_heads * d, nqkv = qd + 2 * kd;
-    float *h = malloc(sizeof(float) * (size_t)(n * hid));  // normed input of a sub-block
-    float *qkv = malloc(sizeof(float) * (size_t)(n * nqkv));
-    float *q = malloc(sizeof(float) * (size_t)(n * qd));  // (rows, heads, d) rotated queries
-    float *k = malloc(sizeof(float) * (size_t)(n * kd));  // (rows, kv_heads, d) rotated keys
-    float *att = malloc(sizeof(float) * (size_t)(n * qd));
-    float *gu = malloc(sizeof(float) * (size_t)(n * 2 * inter));
-    float *act = malloc(sizeof(float) * (size_t)(n * inter));
-    float *out = malloc(sizeof(float) * (size_t)(n * hid));
-    int rc = !h || !qkv || !q || !k || !att || !gu || !act || !out ? -2 : 0;
-    for (int64_t l = 0; l < n_layers && !rc; l++) {
-        const StackLayer *L = layers + l;
-        ggml_rms_norm(x, L->norm1, h, n, hid, s->eps);
-        if ((rc = ggml_block_mm(L->qkv_type, L->qkv, nqkv, hid, h, n, qkv))) break;
-        add_bias(qkv, L->qkv_bias, n, nqkv);
-        for (int64_t r = 0; r < n; r++) {
-            memcpy(q + r * qd, qkv + r * nqkv, sizeof(float) * (size_t)qd);
-            memcpy(k + r * kd, qkv + r * nqkv + qd, sizeof(float) * (size_t)kd);
-        }
-        ggml_rope(q, s->cos, s->sin, n, s->heads, d);
-        ggml_rope(k, s->cos, s->sin, n, s->kv_heads, d);
-        for (int64_t r = 0; r < n; r++) {  // the cache keeps float16, rounded to nearest even
-            uint16_t *kc = L->k_cache + s->slots[r] * kd, *vc = L->v_cache + s->slots[r] * kd;
-            const float *v = qkv + r * nqkv + qd + kd;
-            for (int64_t i = 0; i < kd; i++) kc[i] = f32_to_f16(k[r * kd + i]), vc[i] = f32_to_f16(v[i]);
-        }
-        if ((rc = ggml_attn(q, att, L->k_cache, L->v_cache, s->row_seq, s->row_pos, s->tables, s->table_width, n,
-                            s->heads, s->kv_heads, d, s->block_size, s->scale, L->window, s->order)))
-            break;
-        if ((rc = ggml_block_mm(L->o_type, L->o, hid, qd, att, n, out))) break;
-        add_bias(out, L->o_bias, n, hid);
-        for (int64_t i = 0; i < n * hid; i++) x[i] = x[i] + out[i];
-        ggml_rms_norm(x, L->norm2, h, n, hid, s->eps);
-        if ((rc = ggml_block_mm(L->gate_up_type, L->gate_up, 2 * inter, hid, h, n, gu))) break;
-        add_bias(gu, L->gate_up_bias, n, 2 * inter);
-        for (int64_t r = 0; r < n; r++) memcpy(act + r * inter, gu + r * 2 * inter, sizeof(float) * (size_t)inter);
-        ggml_silu(act, act, n, inter);
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t i = 0; i < inter; i++) act[r * inter + i] = act[r * inter + i] * gu[r * 2 * inter + inter + i];
-        if ((rc = ggml_block_mm(L->down_type, L->down, hid, inter, act, n, out))) break;
-        add_bias(out, L->down_bias, n, hid);
-        for (int64_t i = 0; i < n * hid; i++) x[i] = x[i] + out[i];
-    }
-    free(h), free(qkv), free(q), free(k), free(att), free(gu), free(act), free(out);
-    return rc;
-}
-
 // ---- K-quants (super-blocks of 256) for one-row chunks -----------------------------------------
 // The kernels llama.cpp runs (AVX2) when an activation row is alone, on the weights as
 // numerics/blocks.py unpacks them: `codes` (n, k) uint8 in value order, per-block scales (and
@@ -502,4 +420,116 @@ int ggml_kquant_mm(int qtype, const uint8_t *codes, const void *scales, const ui
         }
     free(q8), free(dy), free(bs);
     return 0;
+}
+
+// ---- a whole llama decoder stack in one call ------------------------------------------------
+// The block of brainwork/models/llama.py (pre-norm attention with RoPE over the paged float16
+// cache, then a SwiGLU MLP) with the kernels above, in the module path's order of operations, for
+// every layer in one call. Why: at one decoding row each layer's dozen Python module calls cost
+// more than its arithmetic. Equal to the module path bit for bit (tests/test_ggml_native.py).
+
+// One matmul as the module path has it: a GGUF block32 weight (kind = its qtype, `w` the raw
+// blocks) or a K-quant run row by row (kind 4 = repacked Q4_K, 6 = Q6_K; `w` the codes), then
+// its bias.
+typedef struct {
+    int32_t kind;
+    int64_t n;  // output features
+    const uint8_t *w;
+    const void *scales;
+    const uint8_t *mins;
+    const float *d, *dmin, *bias;  // bias NULL: none
+} StackMat;
+
+typedef struct {
+    StackMat qkv[3];  // q | k | v outputs, in 1 (fused) or 3 matmuls
+    StackMat gate_up[2];  // gate | up, in 1 or 2
+    StackMat o, down;
+    int32_t n_qkv, n_gate_up;
+    const float *norm1, *norm2;  // (hidden,) RMSNorm multipliers as GGUF stores them
+    uint16_t *k_cache, *v_cache;  // (blocks, block_size, kv_heads, head_dim) float16
+    int64_t window;  // 0 = none
+} StackLayer;
+
+typedef struct {
+    int64_t hidden, heads, kv_heads, head_dim, inter, block_size;
+    float eps, scale;
+    const int64_t *order;  // q.k summation order (NULL = natural)
+    int64_t rows;  // this step's flat batch
+    const float *cos, *sin;  // (rows, head_dim / 2) ggml's RoPE cache at each row's position
+    const int64_t *slots;  // (rows,) cache slot of each row's key/value
+    const int64_t *row_seq, *row_pos, *tables;  // as ggml_attn
+    int64_t table_width;
+} StackStep;
+
+static int stack_mat(const StackMat *M, const float *x, int64_t m, int64_t k, float *y) {
+    const int rc = M->kind < 4 ? ggml_block_mm(M->kind, M->w, M->n, k, x, m, y)
+                               : ggml_kquant_mm(M->kind, M->w, M->scales, M->mins, M->d, M->dmin, M->n, k, x, m, y);
+    if (!rc && M->bias)
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t i = 0; i < M->n; i++) y[r * M->n + i] = y[r * M->n + i] + M->bias[i];
+    return rc;
+}
+
+// y (m, sum of n) = the outputs of `count` matmuls side by side (a fused one writes y directly)
+static int stack_mats(const StackMat *mats, int32_t count, const float *x, int64_t m, int64_t k, float *y,
+                      float *tmp) {
+    if (count == 1) return stack_mat(mats, x, m, k, y);
+    int64_t total = 0, col = 0;
+    for (int32_t i = 0; i < count; i++) total += mats[i].n;
+    for (int32_t i = 0; i < count; i++) {
+        const int rc = stack_mat(mats + i, x, m, k, tmp);
+        if (rc) return rc;
+        for (int64_t r = 0; r < m; r++) memcpy(y + r * total + col, tmp + r * mats[i].n, sizeof(float) * (size_t)mats[i].n);
+        col += mats[i].n;
+    }
+    return 0;
+}
+
+// x (rows, hidden) float32, updated in place through `n_layers` blocks. Returns 0, -1 on a bad
+// argument (from a kernel), -2 when out of memory.
+int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const StackStep *s) {
+    const int64_t n = s->rows, hid = s->hidden, d = s->head_dim, inter = s->inter;
+    const int64_t qd = s->heads * d, kd = s->kv_heads * d, nqkv = qd + 2 * kd;
+    const int64_t widest = 2 * inter > nqkv ? 2 * inter : nqkv;
+    float *h = malloc(sizeof(float) * (size_t)(n * hid));  // normed input of a sub-block
+    float *qkv = malloc(sizeof(float) * (size_t)(n * nqkv));
+    float *q = malloc(sizeof(float) * (size_t)(n * qd));  // (rows, heads, d) rotated queries
+    float *k = malloc(sizeof(float) * (size_t)(n * kd));  // (rows, kv_heads, d) rotated keys
+    float *att = malloc(sizeof(float) * (size_t)(n * qd));
+    float *gu = malloc(sizeof(float) * (size_t)(n * 2 * inter));
+    float *act = malloc(sizeof(float) * (size_t)(n * inter));
+    float *out = malloc(sizeof(float) * (size_t)(n * hid));
+    float *tmp = malloc(sizeof(float) * (size_t)(n * widest));  // one part of an unfused projection
+    int rc = !h || !qkv || !q || !k || !att || !gu || !act || !out || !tmp ? -2 : 0;
+    for (int64_t l = 0; l < n_layers && !rc; l++) {
+        const StackLayer *L = layers + l;
+        ggml_rms_norm(x, L->norm1, h, n, hid, s->eps);
+        if ((rc = stack_mats(L->qkv, L->n_qkv, h, n, hid, qkv, tmp))) break;
+        for (int64_t r = 0; r < n; r++) {
+            memcpy(q + r * qd, qkv + r * nqkv, sizeof(float) * (size_t)qd);
+            memcpy(k + r * kd, qkv + r * nqkv + qd, sizeof(float) * (size_t)kd);
+        }
+        ggml_rope(q, s->cos, s->sin, n, s->heads, d);
+        ggml_rope(k, s->cos, s->sin, n, s->kv_heads, d);
+        for (int64_t r = 0; r < n; r++) {  // the cache keeps float16, rounded to nearest even
+            uint16_t *kc = L->k_cache + s->slots[r] * kd, *vc = L->v_cache + s->slots[r] * kd;
+            const float *v = qkv + r * nqkv + qd + kd;
+            for (int64_t i = 0; i < kd; i++) kc[i] = f32_to_f16(k[r * kd + i]), vc[i] = f32_to_f16(v[i]);
+        }
+        if ((rc = ggml_attn(q, att, L->k_cache, L->v_cache, s->row_seq, s->row_pos, s->tables, s->table_width, n,
+                            s->heads, s->kv_heads, d, s->block_size, s->scale, L->window, s->order)))
+            break;
+        if ((rc = stack_mat(&L->o, att, n, qd, out))) break;
+        for (int64_t i = 0; i < n * hid; i++) x[i] = x[i] + out[i];
+        ggml_rms_norm(x, L->norm2, h, n, hid, s->eps);
+        if ((rc = stack_mats(L->gate_up, L->n_gate_up, h, n, hid, gu, tmp))) break;
+        for (int64_t r = 0; r < n; r++) memcpy(act + r * inter, gu + r * 2 * inter, sizeof(float) * (size_t)inter);
+        ggml_silu(act, act, n, inter);
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t i = 0; i < inter; i++) act[r * inter + i] = act[r * inter + i] * gu[r * 2 * inter + inter + i];
+        if ((rc = stack_mat(&L->down, act, n, inter, out))) break;
+        for (int64_t i = 0; i < n * hid; i++) x[i] = x[i] + out[i];
+    }
+    free(h), free(qkv), free(q), free(k), free(att), free(gu), free(act), free(out), free(tmp);
+    return rc;
 }
