@@ -9,7 +9,9 @@ read per token.
 Workload (all greedy, `ignore_eos`): prefill = one prompt of `--prefill` tokens; time to first
 token = one prompt of `--prompt` tokens, one token out; decode = one stream of `--tokens` tokens;
 aggregate at S streams = S prompts of `--prompt` tokens each generating `--tokens`, all at once
-(wall-clock output tokens per second, prefill included, as a server sees it).
+(wall-clock output tokens per second, prefill included, as a server sees it). Prefill, time to
+first token and decode are the best of `--repeat` runs for every engine alike (shared machines
+are noisy; the best run is the one least disturbed).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens", type=int, default=64, metavar="N", help="tokens generated per stream (default: 64)")
     p.add_argument("--streams", type=int, nargs="+", default=[4, 16, 64], metavar="S", help="(default: 4 16 64)")
     p.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS, help="(default: both)")
+    p.add_argument(
+        "--repeat", type=int, default=3, metavar="N", help="prefill, TTFT and 1-stream decode: best of N (default: 3)"
+    )
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
 
 
@@ -56,6 +61,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 def _prompts(vocab: int, n: int, length: int, seed: int) -> list[list[int]]:
     rng = random.Random(seed)
     return [[rng.randint(1000, vocab - 1000) for _ in range(length)] for _ in range(n)]
+
+
+def _reps(a: argparse.Namespace) -> range:
+    return range(max(1, getattr(a, "repeat", 1)))
 
 
 def _peak_bytes() -> int:
@@ -102,14 +111,20 @@ def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
     gen = SamplingParams(temperature=0, max_tokens=a.tokens, ignore_eos=True)
     llm.generate([{"prompt_token_ids": _prompts(vocab, 1, 16, 9)[0]}], gen, use_tqdm=False)  # warm up
     out: dict[str, Any] = {}
-    t = time.perf_counter()
-    llm.generate([{"prompt_token_ids": _prompts(vocab, 1, a.prefill, 1)[0]}], one, use_tqdm=False)
-    out["prefill_tok_s"] = a.prefill / (time.perf_counter() - t)
-    t = time.perf_counter()
-    llm.generate([{"prompt_token_ids": _prompts(vocab, 1, a.prompt, 2)[0]}], one, use_tqdm=False)
-    out["ttft_s"] = time.perf_counter() - t
-    times = [time.perf_counter() for _ in llm.stream({"prompt_token_ids": _prompts(vocab, 1, a.prompt, 3)[0]}, gen)]
-    out["decode_tok_s"] = (len(times) - 1) / (times[-1] - times[0])
+
+    def seconds(ids: list[int]) -> float:
+        t = time.perf_counter()
+        llm.generate([{"prompt_token_ids": ids}], one, use_tqdm=False)
+        return time.perf_counter() - t
+
+    def decode() -> float:
+        times = [time.perf_counter() for _ in llm.stream({"prompt_token_ids": _prompts(vocab, 1, a.prompt, 3)[0]}, gen)]
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    # distinct prompts per repeat: prefix caching must not turn a repeat into a cache hit
+    out["prefill_tok_s"] = a.prefill / min(seconds(_prompts(vocab, 1, a.prefill, 1000 + i)[0]) for i in _reps(a))
+    out["ttft_s"] = min(seconds(_prompts(vocab, 1, a.prompt, 2000 + i)[0]) for i in _reps(a))
+    out["decode_tok_s"] = max(decode() for _ in _reps(a))
     for s in a.streams:
         prompts = [{"prompt_token_ids": p} for p in _prompts(vocab, s, a.prompt, 100 + s)]
         t = time.perf_counter()
@@ -157,14 +172,17 @@ def _work_llamacpp(a: argparse.Namespace, vocab: int, path: Path, threads: int) 
 
     out: dict[str, Any] = {}
     run(_prompts(vocab, 1, 16, 9)[0], a.tokens)
-    t = time.perf_counter()
-    run(_prompts(vocab, 1, a.prefill, 1)[0], 1)
-    out["prefill_tok_s"] = a.prefill / (time.perf_counter() - t)
-    t = time.perf_counter()
-    run(_prompts(vocab, 1, a.prompt, 2)[0], 1)
-    out["ttft_s"] = time.perf_counter() - t
-    r = run(_prompts(vocab, 1, a.prompt, 3)[0], a.tokens)
-    out["decode_tok_s"] = r["timings"]["predicted_per_second"]  # llama.cpp's own decode timer
+
+    def seconds(ids: list[int]) -> float:
+        t = time.perf_counter()
+        run(ids, 1)
+        return time.perf_counter() - t
+
+    out["prefill_tok_s"] = a.prefill / min(seconds(_prompts(vocab, 1, a.prefill, 1000 + i)[0]) for i in _reps(a))
+    out["ttft_s"] = min(seconds(_prompts(vocab, 1, a.prompt, 2000 + i)[0]) for i in _reps(a))
+    out["decode_tok_s"] = max(  # llama.cpp's own decode timer
+        run(_prompts(vocab, 1, a.prompt, 3)[0], a.tokens)["timings"]["predicted_per_second"] for _ in _reps(a)
+    )
     for s in a.streams:
         prompts = _prompts(vocab, s, a.prompt, 100 + s)
         t = time.perf_counter()
@@ -198,10 +216,9 @@ def _work_transformers(a: argparse.Namespace, vocab: int, path: Path) -> dict[st
 
     out: dict[str, Any] = {}
     generate(_prompts(vocab, 1, 16, 9), 4)
-    prefill_s = generate(_prompts(vocab, 1, a.prefill, 1), 1)
-    out["prefill_tok_s"] = a.prefill / prefill_s
-    out["ttft_s"] = generate(_prompts(vocab, 1, a.prompt, 2), 1)
-    total = generate(_prompts(vocab, 1, a.prompt, 3), a.tokens)
+    out["prefill_tok_s"] = a.prefill / min(generate(_prompts(vocab, 1, a.prefill, 1000 + i), 1) for i in _reps(a))
+    out["ttft_s"] = min(generate(_prompts(vocab, 1, a.prompt, 2000 + i), 1) for i in _reps(a))
+    total = min(generate(_prompts(vocab, 1, a.prompt, 3), a.tokens) for _ in _reps(a))
     out["decode_tok_s"] = (a.tokens - 1) / max(total - out["ttft_s"], 1e-9)
     for s in a.streams:
         out[f"agg{s}_tok_s"] = s * a.tokens / generate(_prompts(vocab, s, a.prompt, 100 + s), a.tokens)
@@ -234,6 +251,7 @@ def _run_worker(engine: str, a: argparse.Namespace) -> dict[str, Any]:
     argv = [sys.executable, "-m", "brainwork.cli_bench", "--worker", engine, "-m", a.model]
     argv += ["--quantization", a.quantization, "--dtype", a.dtype, "--prefill", str(a.prefill)]
     argv += ["--prompt", str(a.prompt), "--tokens", str(a.tokens), "--streams", *map(str, a.streams)]
+    argv += ["--repeat", str(a.repeat)]
     if a.threads:
         argv += ["--threads", str(a.threads)]
     proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
