@@ -86,3 +86,21 @@ def test_batched_chunks_get_their_own_kernels(qwen: GGUFFile, qtype: str) -> Non
         batched = lin(x)
     assert torch.equal(batched, alone)
     assert not torch.equal(lin(x), alone)  # one 17-row chunk takes other kernels
+
+
+@pytest.mark.parametrize(("qtype", "repacked"), [("Q6_K", None), ("Q4_K", True)])
+@pytest.mark.parametrize("rows", [1, 3, 6, 8, 13])
+def test_c_kernels_equal_the_torch_forms(qwen: GGUFFile, qtype: str, repacked: bool | None, rows: int) -> None:
+    """The C kernels (`c_form`, used wherever a compiler is) and the torch forms (the fallback)
+    give the same bits, for every row count that switches ggml's kernel."""
+    from brainwork.numerics import native
+
+    if not native.available():
+        pytest.skip("no C compiler here: only the torch forms run")
+    raw, k = _weight(qwen, qtype)
+    c_mod = _linear(raw, qtype, repacked)
+    torch_mod = _linear(raw, qtype, repacked)
+    assert c_mod.c_form is not None
+    torch_mod.c_form = None
+    x = torch.from_numpy(_activations(rows, k, 40 + rows))
+    assert torch.equal(c_mod(x), torch_mod(x))

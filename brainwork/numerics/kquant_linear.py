@@ -137,13 +137,19 @@ class GGMLKQuantLinear(nn.Module):
     def _rows(self, x2: torch.Tensor, chunk: int) -> torch.Tensor:
         """(T, K) -> (T, N) for rows of a chunk of `chunk` rows: ggml picks its kernel by that
         count (`x2` holds several one-row chunks when `chunk` is 1)."""
-        if self.tiled_min_rows is not None and chunk >= self.tiled_min_rows and not self.repacked:
-            return self._tiled(*q8_k_codes(x2))
-        if self.c_form is not None and (self.qtype == "Q6_K" or chunk == 1 or x2.shape[0] < 4):
-            # every row alone: Q6_K's vec_dot, or Q4_K's gemv (no group of 4 rows for its gemm)
+        tiled = self.tiled_min_rows is not None and chunk >= self.tiled_min_rows and not self.repacked
+        if self.c_form is not None:  # the same kernels in C (Q6_K, repacked Q4_K)
             codes, scales, *mins = self.c_form
-            dmin = self.dmin if mins else None
-            return native.kquant_mm(self.qtype, codes, scales, mins[0] if mins else None, self.d, dmin, x2)
+            args = (self.qtype, codes, scales, mins[0] if mins else None, self.d, self.dmin if mins else None)
+            if self.qtype == "Q6_K":  # tiled for a chunk of 8+ rows, else vec_dot row by row
+                return native.kquant_mm(*args, x2, multi_row=tiled)
+            t4 = 0 if chunk == 1 else x2.shape[0] - x2.shape[0] % 4  # gemm for groups of 4, gemv for the rest
+            parts = [native.kquant_mm(*args, x2[:t4], multi_row=True)] if t4 else []
+            if t4 < x2.shape[0]:
+                parts.append(native.kquant_mm(*args, x2[t4:]))
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
+        if tiled:
+            return self._tiled(*q8_k_codes(x2))
         if self.qtype == "Q6_K":
             return self._q6_k(*q8_k_codes(x2))
         if not self.repacked:

@@ -30,8 +30,8 @@ def _lib() -> ctypes.CDLL | None:
     lib.ggml_rms_norm.argtypes = [_P, _P, _P, _I, _I, ctypes.c_float]
     lib.ggml_silu.argtypes = [_P, _P, _I, _I]
     lib.ggml_rope.argtypes = [_P, _P, _P, _I, _I, _I]
-    lib.ggml_kquant_mm.argtypes = [ctypes.c_int] + [_P] * 5 + [_I, _I, _P, _I, _P]
-    lib.ggml_kquant_mm.restype = ctypes.c_int
+    lib.ggml_kquant_mm_mode.argtypes = [ctypes.c_int] + [_P] * 5 + [_I, _I, _P, _I, _P, ctypes.c_int]
+    lib.ggml_kquant_mm_mode.restype = ctypes.c_int
     for fn in (lib.ggml_rms_norm, lib.ggml_silu, lib.ggml_rope):
         fn.restype = None
     return lib
@@ -61,19 +61,21 @@ def kquant_mm(
     d: torch.Tensor,  # (N, K/256) float32
     dmin: torch.Tensor | None,  # (N, K/256) float32 (Q4_K)
     x: torch.Tensor,  # (M, K) float32
+    multi_row: bool = False,
 ) -> torch.Tensor:  # (M, N) float32
-    """A Q6_K or repacked-Q4_K matmul with every activation row alone (`GGMLKQuantLinear`'s
-    one-row kernels: ggml_vec_dot_q6_K_q8_K, ggml_gemv_q4_K_8x8_q8_K)."""
+    """A Q6_K or repacked-Q4_K matmul as `GGMLKQuantLinear` states it: every activation row alone
+    (ggml_vec_dot_q6_K_q8_K, ggml_gemv_q4_K_8x8_q8_K), or with `multi_row` ggml's kernel for a
+    chunk of rows (Q6_K's tiled matmul; Q4_K's gemm, M a multiple of 4)."""
     lib = _lib()
     assert lib is not None
     x = x.float().contiguous()
     m, k = x.shape
     n = codes.shape[0]
     y = torch.empty(m, n, dtype=torch.float32)
-    rc = lib.ggml_kquant_mm(
+    rc = lib.ggml_kquant_mm_mode(
         6 if qtype == "Q6_K" else 4, codes.data_ptr(), scales.data_ptr(),
         None if mins is None else mins.data_ptr(), d.data_ptr(), None if dmin is None else dmin.data_ptr(),
-        n, k, x.data_ptr(), m, y.data_ptr(),
+        n, k, x.data_ptr(), m, y.data_ptr(), int(multi_row),
     )  # fmt: skip
     if rc == -2:
         raise MemoryError(f"ggml_kquant_mm: no memory for {m} rows")

@@ -312,7 +312,9 @@ void ggml_rope(float *x, const float *cs, const float *sn, int64_t rows, int64_t
 
 // quantize_row_q8_K: max = the first value of largest magnitude, iscale = -127 / max,
 // codes = min(127, nearest(iscale * x)), d = 1 / iscale; bsum16 = sums of 16 codes.
-static void quantize_q8_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *bsum16) {
+// mat4 (ggml_quantize_mat_q8_K_4x8, the activations of the repacked Q4_K gemm): iscale =
+// -127 / amax when some value equals +amax, else 127 / amax; codes clamped to -128..127.
+static void quantize_q8_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *bsum16, int mat4) {
     for (int64_t b = 0; b < k / 256; b++) {
         const float *v = x + 256 * b;
         int8_t *c = q + 256 * b;
@@ -325,10 +327,12 @@ static void quantize_q8_k(const float *x, int64_t k, int8_t *q, float *d, int32_
             for (int i = 0; i < 16; i++) bsum16[16 * b + i] = 0;
             continue;
         }
-        const float iscale = -127.0f / mx;
+        int pos = 0;
+        for (int i = 0; i < 256 && mat4; i++) pos |= v[i] == amax;
+        const float iscale = mat4 ? (pos ? -127.0f / amax : 127.0f / amax) : -127.0f / mx;
         for (int i = 0; i < 256; i++) {
             const int r = (int)nearbyintf(iscale * v[i]);
-            c[i] = (int8_t)(r > 127 ? 127 : r);
+            c[i] = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
         }
         d[b] = 1.0f / iscale;
         for (int i = 0; i < 16; i++) {
@@ -391,13 +395,76 @@ static float dot_q4_k_gemv(const uint8_t *codes, const uint8_t *sc, const uint8_
     return acc - acc_min;
 }
 
+// exact int: sum over the 32 values at c/y of scale * q * q8 (q unsigned), as 8 int32 lanes
+static inline __m256i scaled_dot32(const uint8_t *c, const int8_t *y, __m256i scl) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)c), _mm256_loadu_si256((const __m256i *)y));
+    return _mm256_madd_epi16(p16, scl);
+}
+
+static inline int32_t hsum_i32_8(__m256i v) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return _mm_cvtsi128_si32(t);
+}
+
+// ggml's tiled Q6_K matmul (8+ rows): one exact int per super-block, S1 = sum scale * (q - 32) * q8;
+// acc = fma(d_w * S1, d_y, acc) block after block.
+static float dot_q6_k_tiled(const uint8_t *codes, const int8_t *sc, const float *dw, const int8_t *q8, const float *dy,
+                            const int32_t *bsum16, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *s = sc + 16 * b;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++)
+            sumi = _mm256_add_epi32(sumi, scaled_dot32(codes + 256 * b + 32 * g, q8 + 256 * b + 32 * g,
+                                                       _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]))));
+        int32_t off = 0;
+        for (int i = 0; i < 16; i++) off += bsum16[16 * b + i] * s[i];
+        const int32_t s1 = hsum_i32_8(sumi) - 32 * off;
+        acc = fmaf(dw[b] * (float)s1, dy[b], acc);
+    }
+    return acc;
+}
+
+// ggml_gemm_q4_K_8x8_q8_K (groups of 4 rows, mat4 activations): per pair of sub-blocks s one exact
+// int I_s and Imin_s; acc = fma(I_s, d_w d_y, acc), acc_min = fma(Imin_s, dmin_w d_y, acc_min).
+static float dot_q4_k_gemm(const uint8_t *codes, const uint8_t *sc, const uint8_t *mn, const float *dw,
+                           const float *dminw, const int8_t *q8, const float *dy, const int32_t *bsum16, int64_t nb) {
+    float acc = 0.0f, acc_min = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const float dd = dw[b] * dy[b], ddm = dminw[b] * dy[b];
+        for (int p = 0; p < 4; p++) {
+            const int j = 2 * p;
+            const __m256i v = _mm256_add_epi32(
+                scaled_dot32(codes + 256 * b + 32 * j, q8 + 256 * b + 32 * j, _mm256_set1_epi16(sc[8 * b + j])),
+                scaled_dot32(codes + 256 * b + 32 * j + 32, q8 + 256 * b + 32 * j + 32, _mm256_set1_epi16(sc[8 * b + j + 1])));
+            const int32_t imin = mn[8 * b + j] * (bsum16[16 * b + 2 * j] + bsum16[16 * b + 2 * j + 1]) +
+                                 mn[8 * b + j + 1] * (bsum16[16 * b + 2 * j + 2] + bsum16[16 * b + 2 * j + 3]);
+            acc = fmaf((float)hsum_i32_8(v), dd, acc);
+            acc_min = fmaf((float)imin, ddm, acc_min);
+        }
+    }
+    return acc - acc_min;
+}
+
 // y (m, n) = x (m, k) times a Q6_K (qtype 6) or repacked Q4_K (qtype 4) weight, every activation
 // row on its own (one-row chunks; Q6_K below ggml's tiled-kernel row count; Q4_K below 4 rows).
 // codes (n, k) uint8; scales (n, k/256, 16) int8 for Q6_K, (n, k/256, 8) uint8 for Q4_K with mins
 // alike; d, dmin (n, k/256) float32. Returns 0, -1 on a bad argument, -2 when out of memory.
+// mode 1 runs ggml's multi-row kernel instead: Q6_K's tiled matmul (a chunk of 8+ rows), Q4_K's
+// gemm (rows in groups of 4; m must be a multiple of 4).
+int ggml_kquant_mm_mode(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
+                        const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode);
+
 int ggml_kquant_mm(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
                    const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y) {
-    if ((qtype != 4 && qtype != 6) || k % 256) return -1;
+    return ggml_kquant_mm_mode(qtype, codes, scales, mins, d, dmin, n, k, x, m, y, 0);
+}
+
+int ggml_kquant_mm_mode(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
+                        const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode) {
+    if ((qtype != 4 && qtype != 6) || k % 256 || (mode && qtype == 4 && m % 4)) return -1;
     const int64_t nb = k / 256;
     int8_t *q8 = malloc((size_t)(m * k));
     float *dy = malloc(sizeof(float) * (size_t)(m * nb));
@@ -406,17 +473,26 @@ int ggml_kquant_mm(int qtype, const uint8_t *codes, const void *scales, const ui
         free(q8), free(dy), free(bs);
         return -2;
     }
-    for (int64_t r = 0; r < m; r++) quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16);
+    const int mat4 = mode && qtype == 4;
+#pragma omp parallel for schedule(static) if (m > 1)
+    for (int64_t r = 0; r < m; r++) quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16, mat4);
 #pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < n; j++)
         for (int64_t r = 0; r < m; r++) {
             const int8_t *xr = q8 + r * k;
             const int32_t *br = bs + r * nb * 16;
-            y[r * n + j] = qtype == 6 ? dot_q6_k(codes + j * k, (const int8_t *)scales + j * nb * 16, d + j * nb, xr,
-                                                 dy + r * nb, br, nb)
-                                      : dot_q4_k_gemv(codes + j * k, (const uint8_t *)scales + j * nb * 8,
-                                                      mins + j * nb * 8, d + j * nb, dmin + j * nb, xr, dy + r * nb,
-                                                      br, nb);
+            const float *dr = dy + r * nb;
+            const uint8_t *cj = codes + j * k;
+            float v;
+            if (qtype == 6) {
+                const int8_t *sj = (const int8_t *)scales + j * nb * 16;
+                v = mode ? dot_q6_k_tiled(cj, sj, d + j * nb, xr, dr, br, nb) : dot_q6_k(cj, sj, d + j * nb, xr, dr, br, nb);
+            } else {
+                const uint8_t *sj = (const uint8_t *)scales + j * nb * 8, *mj = mins + j * nb * 8;
+                v = mode ? dot_q4_k_gemm(cj, sj, mj, d + j * nb, dmin + j * nb, xr, dr, br, nb)
+                         : dot_q4_k_gemv(cj, sj, mj, d + j * nb, dmin + j * nb, xr, dr, br, nb);
+            }
+            y[r * n + j] = v;
         }
     free(q8), free(dy), free(bs);
     return 0;
