@@ -33,11 +33,11 @@ def _weight(f: GGUFFile, qtype: str) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(f.raw_rows(t)[:OUT_ROWS]), int(t.shape[-1])
 
 
-def _linear(raw: np.ndarray, qtype: str, repacked: bool | None = None) -> GGMLKQuantLinear:
+def _linear(raw: np.ndarray, qtype: str, repacked: bool | None = None, c: bool | None = None) -> GGMLKQuantLinear:
     parts = (q4_k_blocks if qtype == "Q4_K" else q6_k_blocks)(raw)
     p = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in parts.items()}
     mins, dmin = p.get("mins"), p.get("dmin")
-    return GGMLKQuantLinear(qtype, p["codes"], p["scales"], p["d"], None, mins, dmin, repacked=repacked)
+    return GGMLKQuantLinear(qtype, p["codes"], p["scales"], p["d"], None, mins, dmin, repacked=repacked, c_kernels=c)
 
 
 def _activations(rows: int, k: int, seed: int) -> np.ndarray:
@@ -98,9 +98,7 @@ def test_c_kernels_equal_the_torch_forms(qwen: GGUFFile, qtype: str, repacked: b
     if not native.available():
         pytest.skip("no C compiler here: only the torch forms run")
     raw, k = _weight(qwen, qtype)
-    c_mod = _linear(raw, qtype, repacked)
-    torch_mod = _linear(raw, qtype, repacked)
-    assert c_mod.c_form is not None
-    torch_mod.c_form = None
+    c_mod, torch_mod = _linear(raw, qtype, repacked), _linear(raw, qtype, repacked, c=False)
+    assert c_mod.c_form is not None and torch_mod.c_form is None
     x = torch.from_numpy(_activations(rows, k, 40 + rows))
     assert torch.equal(c_mod(x), torch_mod(x))

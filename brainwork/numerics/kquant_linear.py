@@ -86,6 +86,7 @@ class GGMLKQuantLinear(nn.Module):
         dmin: torch.Tensor | None = None,
         repacked: bool | None = None,
         tiled_min_rows: int | None = 8,
+        c_kernels: bool | None = None,
     ) -> None:
         super().__init__()
         if qtype not in ("Q4_K", "Q6_K"):
@@ -96,6 +97,20 @@ class GGMLKQuantLinear(nn.Module):
         nb = k // QK_K
         self.repacked = (qtype == "Q4_K" and n % 8 == 0) if repacked is None else bool(repacked and qtype == "Q4_K")
         self.tiled_min_rows = tiled_min_rows
+        self.register_buffer("d", d.to(torch.float32).contiguous())  # (N, nb)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+        # C kernels (Q6_K, repacked Q4_K; None: wherever a compiler is) read the integers as unpacked,
+        # (codes, scales[, mins]); the float forms below are the torch fallback, not built beside them
+        self.c_form: tuple[torch.Tensor, ...] | None = None
+        if c_kernels is None:
+            c_kernels = qtype == "Q6_K" or self.repacked
+        if c_kernels and native.available() and (qtype == "Q6_K" or self.repacked):
+            ints = [codes.to(torch.uint8), scales.to(torch.int8 if qtype == "Q6_K" else torch.uint8)]
+            if mins is not None and dmin is not None:
+                ints.append(mins.to(torch.uint8))
+                self.register_buffer("dmin", dmin.to(torch.float32).contiguous())  # (N, nb)
+            self.c_form = tuple(t.contiguous() for t in ints)
+            return
         c = codes.to(torch.float32)
         sc = scales.to(torch.float32)
         if qtype == "Q6_K":
@@ -117,15 +132,6 @@ class GGMLKQuantLinear(nn.Module):
             self.register_buffer("wq", w.contiguous())
             self.register_buffer("mins", mins.to(torch.float32).contiguous())  # (N, nb, 8)
             self.register_buffer("dmin", dmin.to(torch.float32).contiguous())  # (N, nb)
-        self.register_buffer("d", d.to(torch.float32).contiguous())  # (N, nb)
-        self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
-        # the C one-row kernels read the integers as unpacked (codes, scales, mins), not the float forms
-        self.c_form: tuple[torch.Tensor, ...] | None = None
-        if native.available() and (qtype == "Q6_K" or self.repacked):
-            ints = (codes.to(torch.uint8), scales.to(torch.int8 if qtype == "Q6_K" else torch.uint8))
-            self.c_form = tuple(t.contiguous() for t in ints)
-            if mins is not None:
-                self.c_form += (mins.to(torch.uint8).contiguous(),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
