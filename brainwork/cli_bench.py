@@ -93,6 +93,7 @@ def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
     import torch
 
     from brainwork.llm import LLM
+    from brainwork.numerics.kquant_linear import GGMLKQuantLinear
     from brainwork.numerics.native import NativeBlockLinear
     from brainwork.quant.linear import QuantLinear
     from brainwork.sampling_params import SamplingParams
@@ -133,8 +134,9 @@ def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
     # bytes read per decoded token: every matrix once (the GGUF-row embedding reads only one row)
     weight_bytes = 0
     for m in llm.model.modules():
-        if isinstance(m, (QuantLinear, NativeBlockLinear)):  # packed int4/int8, or GGUF blocks as stored
-            weight_bytes += sum(b.numel() * b.element_size() for b in m.buffers())
+        if isinstance(m, (QuantLinear, NativeBlockLinear, GGMLKQuantLinear)):  # packed, or GGUF blocks
+            tensors = [*m.buffers(), *(getattr(m, "c_form", None) or ())]  # K-quants: unpacked integers
+            weight_bytes += sum(b.numel() * b.element_size() for b in tensors)
         elif isinstance(m, torch.nn.Linear):
             weight_bytes += m.weight.numel() * m.weight.element_size()
     out["weight_bytes"] = weight_bytes

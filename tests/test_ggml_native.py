@@ -96,13 +96,16 @@ def test_element_wise_ops_equal_their_torch_forms() -> None:
 
 
 def test_ggml_loading_keeps_blocks_and_makes_no_float_copy() -> None:
-    """`quantization="ggml"` builds its matmuls from the GGUF blocks as the stream passes them:
-    peak resident growth while loading SmolLM2 stays under 2x what the model keeps (measured
-    1.53x: 322 MB for 210 MB kept; loading float weights first, as before, grew 677+ MB)."""
+    """`quantization="ggml"` builds its matmuls from the GGUF blocks as the stream passes them and
+    reads embedding rows from the file: peak resident growth while loading SmolLM2 (libraries
+    included) stays well under what a float32 copy of the weights alone takes (measured 244 MB
+    against 540 MB; with a float embedding table 322 MB; loading float weights first 677+ MB)."""
     from tests import load_memory
 
+    f = GGUFFile(resolve_model("smollm2-135m-instruct", progress=False).path)
+    float_bytes = 4 * sum(t.n_elements for t in f.tensors)
     growth, kept = load_memory.measure("smollm2-135m-instruct", "ggml")
-    assert growth < 2 * kept, (growth, kept)
+    assert growth < 0.6 * float_bytes, (growth, kept, float_bytes)
 
 
 def test_fused_projections_equal_separate_ones() -> None:

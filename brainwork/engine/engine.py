@@ -69,7 +69,8 @@ class _Request:
 class LLMEngine:
     def __init__(self, model: nn.Module, model_config: ModelConfig, tokenizer: Tokenizer, config: EngineConfig) -> None:
         self.model, self.model_config, self.tokenizer, self.config = model, model_config, tokenizer, config
-        dtype = next(model.parameters()).dtype
+        first = next(model.parameters(), None)  # None: every weight is a buffer (GGUF blocks, file rows)
+        dtype = torch.float32 if first is None else first.dtype
         if not dtype.is_floating_point:  # quantized weights: keep the cache in float32
             dtype = torch.float32
         ggml = getattr(model, "ggml_attention", None)  # llama.cpp's arithmetic: float16 cache, its attention

@@ -18,6 +18,7 @@ from brainwork.numerics.blocks import BLOCK32, BLOCK256, block32, q4_k_blocks, q
 from brainwork.numerics.kquant_linear import GGMLKQuantLinear
 from brainwork.numerics.linear import GGMLBlockLinear, GGMLLinear
 from brainwork.numerics.rows import chunk_rows, chunks
+from brainwork.quant.embedding import GGUFEmbedding
 
 _Q_PRESCALED = ("gemma", "gemma2", "gemma3")  # llama.cpp graphs that apply ggml_scale(Q, f_attention_scale)
 _OFFSET_BLOCKS = {"Q4_1": 20, "Q5_1": 24}  # bytes per 32-value block; `m` is the fp16 at bytes 2..4
@@ -132,6 +133,10 @@ def ggml_weight_stream(model: nn.Module, f: GGUFFile, counts: dict[str, int]) ->
     for t in f.tensors:
         name = f.hf_name(t.name)
         targets = [name] if name in linears else []
+        embedding = name == "model.embed_tokens.weight" and hasattr(getattr(model, "model", None), "embed_tokens")
+        if embedding:  # rows dequantized per lookup by gguf's own formulas, as the float table was
+            model.model.embed_tokens = GGUFEmbedding(f.raw_rows(t), t.qtype, int(t.shape[-1]), torch.float32)
+            counts["embedding rows"] = counts.get("embedding rows", 0) + 1
         if name == "model.embed_tokens.weight" and tie_head:
             targets.append("lm_head.weight")
         swapped = 0
@@ -144,8 +149,8 @@ def ggml_weight_stream(model: nn.Module, f: GGUFFile, counts: dict[str, int]) ->
                 _swap(model, mod_name, module)
                 counts[t.qtype.name] = counts.get(t.qtype.name, 0) + 1
                 swapped += 1
-        if targets and swapped == len(targets) and name in linears:
-            f.release(t)
+        if embedding or (targets and swapped == len(targets) and name in linears):
+            f.release(t)  # done with its pages (embedding rows fault back in when looked up)
             continue
         tensor = f.to_hf(name, f.dequantize(t, torch.float32))
         f.release(t)
