@@ -121,6 +121,26 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
     }
 }
 
+// The `*_team` forms below are called by every thread of an enclosing parallel region (or by
+// one thread outside any): their loops are `omp for`, with its barrier at the end. The public
+// functions wrap them in a region of their own; the decoder stack runs them all in one region.
+
+// y (m, n) = x (m, k) times the n rows of w; xq (m, k), xd, xs (m, k/32) scratch for the
+// quantized activations (xs only for Q4_1).
+static void block_mm_team(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y,
+                          int8_t *xq, float *xd, float *xs) {
+    const int64_t nb = k / 32;
+    if (qtype != Q4_1) xs = NULL;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL);
+    switch (qtype) {  // one loop specialized per block type
+        case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, m, y); break;
+        case Q4_1: mm_rows(Q4_1, w, n, k, xq, xd, xs, m, y); break;
+        case Q5_0: mm_rows(Q5_0, w, n, k, xq, xd, xs, m, y); break;
+        default: mm_rows(Q8_0, w, n, k, xq, xd, xs, m, y); break;
+    }
+}
+
 // y (m, n) = x (m, k) times the n rows of w (raw blocks, n x k/32 blocks). Returns 0, or -1 on
 // a bad argument.
 int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y) {
@@ -134,16 +154,7 @@ int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float
         return -1;
     }
 #pragma omp parallel if (n * m * nb > 4096)  // small products: a thread team costs more than it saves
-    {
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL);
-        switch (qtype) {  // one loop specialized per block type
-            case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, m, y); break;
-            case Q4_1: mm_rows(Q4_1, w, n, k, xq, xd, xs, m, y); break;
-            case Q5_0: mm_rows(Q5_0, w, n, k, xq, xd, xs, m, y); break;
-            default: mm_rows(Q8_0, w, n, k, xq, xd, xs, m, y); break;
-        }
-    }
+    block_mm_team(qtype, w, n, k, x, m, y, xq, xd, xs);
     free(xq), free(xd), free(xs);
     return 0;
 }
@@ -171,13 +182,11 @@ static float dot_f16(const uint16_t *a, const uint16_t *b, int64_t d) {
 //   q, out (rows, hq, d) float32; k_cache, v_cache (blocks, bs, hkv, d) float16;
 //   row_seq (rows) index into tables (seqs, nb); row_pos (rows) the query's position;
 //   window 0 = none; order (d) the q.k summation order (NULL = natural).
-int ggml_attn(const float *q, float *out, const uint16_t *k_cache, const uint16_t *v_cache,
-              const int64_t *row_seq, const int64_t *row_pos, const int64_t *tables, int64_t nb,
-              int64_t rows, int64_t hq, int64_t hkv, int64_t d, int64_t bs, float scale, int64_t window,
-              const int64_t *order) {
-    if (d % 32 || d > 512 || hq % hkv) return -1;
+static void attn_team(const float *q, float *out, const uint16_t *k_cache, const uint16_t *v_cache,
+                      const int64_t *row_seq, const int64_t *row_pos, const int64_t *tables, int64_t nb, int64_t rows,
+                      int64_t hq, int64_t hkv, int64_t d, int64_t bs, float scale, int64_t window, const int64_t *order) {
     const int64_t group = hq / hkv;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t rh = 0; rh < rows * hq; rh++) {
         const int64_t r = rh / hq, h = rh % hq, kvh = h / group, pos = row_pos[r];
         const int64_t *table = tables + row_seq[r] * nb;
@@ -221,6 +230,15 @@ int ggml_attn(const float *q, float *out, const uint16_t *k_cache, const uint16_
         float *o = out + rh * d;
         for (int64_t i = 0; i < d; i++) o[i] = f16_to_f32(acc[i]) * inv;
     }
+}
+
+int ggml_attn(const float *q, float *out, const uint16_t *k_cache, const uint16_t *v_cache,
+              const int64_t *row_seq, const int64_t *row_pos, const int64_t *tables, int64_t nb,
+              int64_t rows, int64_t hq, int64_t hkv, int64_t d, int64_t bs, float scale, int64_t window,
+              const int64_t *order) {
+    if (d % 32 || d > 512 || hq % hkv) return -1;
+#pragma omp parallel
+    attn_team(q, out, k_cache, v_cache, row_seq, row_pos, tables, nb, rows, hq, hkv, d, bs, scale, window, order);
     return 0;
 }
 
@@ -228,16 +246,17 @@ int ggml_attn(const float *q, float *out, const uint16_t *k_cache, const uint16_
 
 // ggml_compute_forward_rms_norm_f32 then ggml_mul by the weight: float squares summed in double
 // in order, scale = 1.0f / sqrtf(mean + eps), y = (x * scale) * w.
+static void rms_norm_row(const float *xr, const float *w, float *yr, int64_t n, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
+    const float mean = (float)(sum / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] * scale) * w[i];
+}
+
 void ggml_rms_norm(const float *x, const float *w, float *y, int64_t rows, int64_t n, float eps) {
 #pragma omp parallel for schedule(static) if (rows > 1)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * n;
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
-        const float mean = (float)(sum / (double)n);
-        const float scale = 1.0f / sqrtf(mean + eps);
-        for (int64_t i = 0; i < n; i++) y[r * n + i] = (xr[i] * scale) * w[i];
-    }
+    for (int64_t r = 0; r < rows; r++) rms_norm_row(x + r * n, w, y + r * n, n, eps);
 }
 
 // ggml_v_expf (AVX2 + FMA; Arm optimized-routines' expf) and ggml_v_silu, step for step
@@ -272,35 +291,37 @@ static inline __m256 v_expf(__m256 x) {
 
 // silu(x) = x / (1 + expf(-x)) over `count` floats: ggml_v_silu 8 at a time, its scalar form
 // (glibc expf) for a tail, as ggml_vec_silu_f32 / ggml_vec_swiglu_f32 split a row.
+static void silu_row(const float *xr, float *yr, int64_t n) {
+    int64_t i = 0;
+    for (; i + 7 < n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(xr + i);
+        const __m256 den = _mm256_add_ps(_mm256_set1_ps(1), v_expf(_mm256_sub_ps(_mm256_setzero_ps(), v)));
+        _mm256_storeu_ps(yr + i, _mm256_div_ps(v, den));
+    }
+    for (; i < n; i++) yr[i] = xr[i] / (1.0f + expf(-xr[i]));
+}
+
 void ggml_silu(const float *x, float *y, int64_t rows, int64_t n) {
 #pragma omp parallel for schedule(static) if (rows > 1)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * n;
-        float *yr = y + r * n;
-        int64_t i = 0;
-        for (; i + 7 < n; i += 8) {
-            const __m256 v = _mm256_loadu_ps(xr + i);
-            const __m256 den = _mm256_add_ps(_mm256_set1_ps(1), v_expf(_mm256_sub_ps(_mm256_setzero_ps(), v)));
-            _mm256_storeu_ps(yr + i, _mm256_div_ps(v, den));
-        }
-        for (; i < n; i++) yr[i] = xr[i] / (1.0f + expf(-xr[i]));
-    }
+    for (int64_t r = 0; r < rows; r++) silu_row(x + r * n, y + r * n, n);
 }
 
 // RoPE on x (rows, heads, d) in place, pairs (i, i + d/2), cos/sin (rows, d/2) from ggml's cache:
 // x0*cos - x1*sin and x0*sin + x1*cos with the fmas gcc put in ggml's rotate_pairs.
-void ggml_rope(float *x, const float *cs, const float *sn, int64_t rows, int64_t heads, int64_t d) {
+static void rope_row(float *xr, const float *c, const float *s, int64_t heads, int64_t d) {
     const int64_t half = d / 2;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t h = 0; h < heads; h++) {
-            float *v = x + (r * heads + h) * d;
-            const float *c = cs + r * half, *s = sn + r * half;
-            for (int64_t i = 0; i < half; i++) {
-                const float x0 = v[i], x1 = v[i + half];
-                v[i] = fmaf(x0, c[i], -(x1 * s[i]));
-                v[i + half] = fmaf(x0, s[i], x1 * c[i]);
-            }
+    for (int64_t h = 0; h < heads; h++) {
+        float *v = xr + h * d;
+        for (int64_t i = 0; i < half; i++) {
+            const float x0 = v[i], x1 = v[i + half];
+            v[i] = fmaf(x0, c[i], -(x1 * s[i]));
+            v[i + half] = fmaf(x0, s[i], x1 * c[i]);
         }
+    }
+}
+
+void ggml_rope(float *x, const float *cs, const float *sn, int64_t rows, int64_t heads, int64_t d) {
+    for (int64_t r = 0; r < rows; r++) rope_row(x + r * heads * d, cs + r * (d / 2), sn + r * (d / 2), heads, d);
 }
 
 // ---- K-quants (super-blocks of 256) for one-row chunks -----------------------------------------
@@ -462,21 +483,14 @@ int ggml_kquant_mm(int qtype, const uint8_t *codes, const void *scales, const ui
     return ggml_kquant_mm_mode(qtype, codes, scales, mins, d, dmin, n, k, x, m, y, 0);
 }
 
-int ggml_kquant_mm_mode(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
-                        const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode) {
-    if ((qtype != 4 && qtype != 6) || k % 256 || (mode && qtype == 4 && m % 4)) return -1;
+static void kquant_team(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
+                        const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode,
+                        int8_t *q8, float *dy, int32_t *bs) {
     const int64_t nb = k / 256;
-    int8_t *q8 = malloc((size_t)(m * k));
-    float *dy = malloc(sizeof(float) * (size_t)(m * nb));
-    int32_t *bs = malloc(sizeof(int32_t) * (size_t)(m * nb * 16));
-    if (!q8 || !dy || !bs) {
-        free(q8), free(dy), free(bs);
-        return -2;
-    }
     const int mat4 = mode && qtype == 4;
-#pragma omp parallel for schedule(static) if (m > 1)
+#pragma omp for schedule(static)
     for (int64_t r = 0; r < m; r++) quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16, mat4);
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(static)
     for (int64_t j = 0; j < n; j++)
         for (int64_t r = 0; r < m; r++) {
             const int8_t *xr = q8 + r * k;
@@ -494,6 +508,21 @@ int ggml_kquant_mm_mode(int qtype, const uint8_t *codes, const void *scales, con
             }
             y[r * n + j] = v;
         }
+}
+
+int ggml_kquant_mm_mode(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
+                        const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode) {
+    if ((qtype != 4 && qtype != 6) || k % 256 || (mode && qtype == 4 && m % 4)) return -1;
+    const int64_t nb = k / 256;
+    int8_t *q8 = malloc((size_t)(m * k));
+    float *dy = malloc(sizeof(float) * (size_t)(m * nb));
+    int32_t *bs = malloc(sizeof(int32_t) * (size_t)(m * nb * 16));
+    if (!q8 || !dy || !bs) {
+        free(q8), free(dy), free(bs);
+        return -2;
+    }
+#pragma omp parallel
+    kquant_team(qtype, codes, scales, mins, d, dmin, n, k, x, m, y, mode, q8, dy, bs);
     free(q8), free(dy), free(bs);
     return 0;
 }
@@ -537,75 +566,122 @@ typedef struct {
     int64_t table_width;
 } StackStep;
 
-static int stack_mat(const StackMat *M, const float *x, int64_t m, int64_t k, float *y) {
-    const int rc = M->kind < 4 ? ggml_block_mm(M->kind, M->w, M->n, k, x, m, y)
-                               : ggml_kquant_mm(M->kind, M->w, M->scales, M->mins, M->d, M->dmin, M->n, k, x, m, y);
-    if (!rc && M->bias)
+// scratch shared by the team, sized for the widest matmul input of any layer
+typedef struct {
+    int8_t *xq;
+    float *xd, *xs;  // block32 activations (Q8_0 / Q8_1)
+    int8_t *q8;
+    float *dy;
+    int32_t *bs;  // K-quant activations (Q8_K)
+} StackScratch;
+
+static int stack_mat_ok(const StackMat *M, int64_t k) {
+    return M->kind >= 0 && M->kind <= 3 ? k % 32 == 0 : (M->kind == 4 || M->kind == 6) && k % 256 == 0;
+}
+
+static void stack_mat(const StackMat *M, const float *x, int64_t m, int64_t k, float *y, const StackScratch *t) {
+    if (M->kind < 4)
+        block_mm_team(M->kind, M->w, M->n, k, x, m, y, t->xq, t->xd, t->xs);
+    else
+        kquant_team(M->kind, M->w, M->scales, M->mins, M->d, M->dmin, M->n, k, x, m, y, 0, t->q8, t->dy, t->bs);
+    if (M->bias) {
+#pragma omp for schedule(static)
         for (int64_t r = 0; r < m; r++)
             for (int64_t i = 0; i < M->n; i++) y[r * M->n + i] = y[r * M->n + i] + M->bias[i];
-    return rc;
+    }
 }
 
 // y (m, sum of n) = the outputs of `count` matmuls side by side (a fused one writes y directly)
-static int stack_mats(const StackMat *mats, int32_t count, const float *x, int64_t m, int64_t k, float *y,
-                      float *tmp) {
-    if (count == 1) return stack_mat(mats, x, m, k, y);
+static void stack_mats(const StackMat *mats, int32_t count, const float *x, int64_t m, int64_t k, float *y, float *tmp,
+                       const StackScratch *t) {
+    if (count == 1) {
+        stack_mat(mats, x, m, k, y, t);
+        return;
+    }
     int64_t total = 0, col = 0;
     for (int32_t i = 0; i < count; i++) total += mats[i].n;
     for (int32_t i = 0; i < count; i++) {
-        const int rc = stack_mat(mats + i, x, m, k, tmp);
-        if (rc) return rc;
+        stack_mat(mats + i, x, m, k, tmp, t);
+#pragma omp for schedule(static)
         for (int64_t r = 0; r < m; r++) memcpy(y + r * total + col, tmp + r * mats[i].n, sizeof(float) * (size_t)mats[i].n);
         col += mats[i].n;
     }
-    return 0;
 }
 
-// x (rows, hidden) float32, updated in place through `n_layers` blocks. Returns 0, -1 on a bad
-// argument (from a kernel), -2 when out of memory.
+// x (rows, hidden) float32, updated in place through `n_layers` blocks, all in one thread team.
+// Returns 0, -1 on a bad argument (checked before any work), -2 when out of memory.
 int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const StackStep *s) {
-    const int64_t n = s->rows, hid = s->hidden, d = s->head_dim, inter = s->inter;
-    const int64_t qd = s->heads * d, kd = s->kv_heads * d, nqkv = qd + 2 * kd;
+    const int64_t n = s->rows, hid = s->hidden, d = s->head_dim, inter = s->inter, hq = s->heads, hkv = s->kv_heads;
+    const int64_t qd = hq * d, kd = hkv * d, nqkv = qd + 2 * kd, half = d / 2;
+    if (d % 32 || d > 512 || hq % hkv) return -1;
+    for (int64_t l = 0; l < n_layers; l++) {
+        const StackLayer *L = layers + l;
+        int ok = stack_mat_ok(&L->o, qd) && stack_mat_ok(&L->down, inter);
+        for (int32_t i = 0; i < L->n_qkv; i++) ok &= stack_mat_ok(L->qkv + i, hid);
+        for (int32_t i = 0; i < L->n_gate_up; i++) ok &= stack_mat_ok(L->gate_up + i, hid);
+        if (!ok) return -1;
+    }
     const int64_t widest = 2 * inter > nqkv ? 2 * inter : nqkv;
+    int64_t kmax = hid > qd ? hid : qd;
+    kmax = kmax > inter ? kmax : inter;
     float *h = malloc(sizeof(float) * (size_t)(n * hid));  // normed input of a sub-block
     float *qkv = malloc(sizeof(float) * (size_t)(n * nqkv));
     float *q = malloc(sizeof(float) * (size_t)(n * qd));  // (rows, heads, d) rotated queries
-    float *k = malloc(sizeof(float) * (size_t)(n * kd));  // (rows, kv_heads, d) rotated keys
     float *att = malloc(sizeof(float) * (size_t)(n * qd));
     float *gu = malloc(sizeof(float) * (size_t)(n * 2 * inter));
     float *act = malloc(sizeof(float) * (size_t)(n * inter));
     float *out = malloc(sizeof(float) * (size_t)(n * hid));
     float *tmp = malloc(sizeof(float) * (size_t)(n * widest));  // one part of an unfused projection
-    int rc = !h || !qkv || !q || !k || !att || !gu || !act || !out || !tmp ? -2 : 0;
-    for (int64_t l = 0; l < n_layers && !rc; l++) {
-        const StackLayer *L = layers + l;
-        ggml_rms_norm(x, L->norm1, h, n, hid, s->eps);
-        if ((rc = stack_mats(L->qkv, L->n_qkv, h, n, hid, qkv, tmp))) break;
-        for (int64_t r = 0; r < n; r++) {
-            memcpy(q + r * qd, qkv + r * nqkv, sizeof(float) * (size_t)qd);
-            memcpy(k + r * kd, qkv + r * nqkv + qd, sizeof(float) * (size_t)kd);
+    StackScratch t = {
+        malloc((size_t)(n * kmax)), malloc(sizeof(float) * (size_t)(n * kmax / 32)),
+        malloc(sizeof(float) * (size_t)(n * kmax / 32)), malloc((size_t)(n * kmax)),
+        malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)), malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)),
+    };
+    const int rc = !h || !qkv || !q || !att || !gu || !act || !out || !tmp || !t.xq || !t.xd || !t.xs || !t.q8 ||
+                           !t.dy || !t.bs
+                       ? -2
+                       : 0;
+    if (!rc) {
+#pragma omp parallel
+        for (int64_t l = 0; l < n_layers; l++) {
+            const StackLayer *L = layers + l;
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < n; r++) rms_norm_row(x + r * hid, L->norm1, h + r * hid, hid, s->eps);
+            stack_mats(L->qkv, L->n_qkv, h, n, hid, qkv, tmp, &t);
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < n; r++) {  // RoPE on q and k; k and v into the float16 cache (nearest even)
+                const float *c = s->cos + r * half, *sn = s->sin + r * half;
+                float *kr = qkv + r * nqkv + qd;  // k rotated in place (its row of qkv is not read again)
+                memcpy(q + r * qd, qkv + r * nqkv, sizeof(float) * (size_t)qd);
+                rope_row(q + r * qd, c, sn, hq, d);
+                rope_row(kr, c, sn, hkv, d);
+                uint16_t *kc = L->k_cache + s->slots[r] * kd, *vc = L->v_cache + s->slots[r] * kd;
+                const float *v = kr + kd;
+                for (int64_t i = 0; i < kd; i++) kc[i] = f32_to_f16(kr[i]), vc[i] = f32_to_f16(v[i]);
+            }
+            attn_team(q, att, L->k_cache, L->v_cache, s->row_seq, s->row_pos, s->tables, s->table_width, n, hq, hkv, d,
+                      s->block_size, s->scale, L->window, s->order);
+            stack_mat(&L->o, att, n, qd, out, &t);
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < n; r++) {
+                for (int64_t i = 0; i < hid; i++) x[r * hid + i] = x[r * hid + i] + out[r * hid + i];
+                rms_norm_row(x + r * hid, L->norm2, h + r * hid, hid, s->eps);
+            }
+            stack_mats(L->gate_up, L->n_gate_up, h, n, hid, gu, tmp, &t);
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < n; r++) {
+                float *a = act + r * inter;
+                const float *g = gu + r * 2 * inter;
+                silu_row(g, a, inter);
+                for (int64_t i = 0; i < inter; i++) a[i] = a[i] * g[inter + i];
+            }
+            stack_mat(&L->down, act, n, inter, out, &t);
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < n; r++)
+                for (int64_t i = 0; i < hid; i++) x[r * hid + i] = x[r * hid + i] + out[r * hid + i];
         }
-        ggml_rope(q, s->cos, s->sin, n, s->heads, d);
-        ggml_rope(k, s->cos, s->sin, n, s->kv_heads, d);
-        for (int64_t r = 0; r < n; r++) {  // the cache keeps float16, rounded to nearest even
-            uint16_t *kc = L->k_cache + s->slots[r] * kd, *vc = L->v_cache + s->slots[r] * kd;
-            const float *v = qkv + r * nqkv + qd + kd;
-            for (int64_t i = 0; i < kd; i++) kc[i] = f32_to_f16(k[r * kd + i]), vc[i] = f32_to_f16(v[i]);
-        }
-        if ((rc = ggml_attn(q, att, L->k_cache, L->v_cache, s->row_seq, s->row_pos, s->tables, s->table_width, n,
-                            s->heads, s->kv_heads, d, s->block_size, s->scale, L->window, s->order)))
-            break;
-        if ((rc = stack_mat(&L->o, att, n, qd, out))) break;
-        for (int64_t i = 0; i < n * hid; i++) x[i] = x[i] + out[i];
-        ggml_rms_norm(x, L->norm2, h, n, hid, s->eps);
-        if ((rc = stack_mats(L->gate_up, L->n_gate_up, h, n, hid, gu, tmp))) break;
-        for (int64_t r = 0; r < n; r++) memcpy(act + r * inter, gu + r * 2 * inter, sizeof(float) * (size_t)inter);
-        ggml_silu(act, act, n, inter);
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t i = 0; i < inter; i++) act[r * inter + i] = act[r * inter + i] * gu[r * 2 * inter + inter + i];
-        if ((rc = stack_mat(&L->down, act, n, inter, out))) break;
-        for (int64_t i = 0; i < n * hid; i++) x[i] = x[i] + out[i];
     }
-    free(h), free(qkv), free(q), free(k), free(att), free(gu), free(act), free(out), free(tmp);
+    free(h), free(qkv), free(q), free(att), free(gu), free(act), free(out), free(tmp);
+    free(t.xq), free(t.xd), free(t.xs), free(t.q8), free(t.dy), free(t.bs);
     return rc;
 }
