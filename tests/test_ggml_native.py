@@ -48,9 +48,12 @@ def test_block_matmul_matches_ggml(qtype: str, source: str | None, rows: int) ->
 
 
 @pytest.mark.parametrize("window", [None, 5])
-def test_paged_attention_matches_torch_emulation(window: int | None) -> None:
+@pytest.mark.parametrize("dot", ["random", "llama"])
+def test_paged_attention_matches_torch_emulation(window: int | None, dot: str) -> None:
     """Three sequences in a shuffled paged cache: a 7-row prompt chunk and two decodes, grouped
-    query heads, against `ggml_attention` (itself checked against ggml's flash attention)."""
+    query heads, against `ggml_attention` (itself checked against ggml's flash attention). The
+    q.k summation order: a random one (gathered per key), and `llama` files' interleave of the
+    two rotary halves (unpacked in registers by its own C path)."""
     g = torch.Generator().manual_seed(0)
     hq, hkv, d, bs = 6, 2, 64, 4
     lengths = [11, 23, 6]
@@ -67,6 +70,13 @@ def test_paged_attention_matches_torch_emulation(window: int | None) -> None:
     rows = [(0, p) for p in range(4, 11)] + [(1, 22), (2, 5)]  # (sequence, position)
     q = torch.randn(len(rows), hq, d, generator=g)
     dot_order = torch.randperm(d, generator=g)
+    if dot == "llama":
+        from brainwork.numerics.apply import ggml_dot_order
+
+        class _Llama:
+            architecture = "llama"
+
+        dot_order = ggml_dot_order(_Llama(), d)  # type: ignore[arg-type]
     got = native.attention(
         q, k_cache, v_cache, torch.tensor([s for s, _ in rows]), torch.tensor([p for _, p in rows]),
         table, 0.125, window, dot_order,

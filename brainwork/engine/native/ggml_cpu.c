@@ -176,6 +176,35 @@ static float dot_f16(const uint16_t *a, const uint16_t *b, int64_t d) {
     return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+// dot_f16 of keys stored in rotate-half order against a query in ggml's interleaved order
+// (`llama` files: slot j holds element j/2 + (j%2) d/2): the 8 slots of a chunk are 4 elements of
+// each half, unpacked in registers instead of gathered one by one. Same products, same order.
+static float dot_f16_interleaved(const uint16_t *k, const uint16_t *q, int64_t d) {
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const int64_t half = d / 2;
+    for (int64_t i = 0; i < d; i += 32)
+        for (int j = 0; j < 4; j++) {
+            const int64_t c = (i + 8 * j) / 2;  // first element of this chunk in each half
+            const __m128i lo = _mm_loadl_epi64((const __m128i *)(k + c)), hi = _mm_loadl_epi64((const __m128i *)(k + half + c));
+            __m256 x = _mm256_cvtph_ps(_mm_unpacklo_epi16(lo, hi));
+            __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i + 8 * j)));
+            s[j] = _mm256_fmadd_ps(x, y, s[j]);
+        }
+    s[0] = _mm256_add_ps(s[0], s[2]);
+    s[1] = _mm256_add_ps(s[1], s[3]);
+    s[0] = _mm256_add_ps(s[0], s[1]);
+    __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s[0]), _mm256_extractf128_ps(s[0], 1));
+    __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+static int is_interleave(const int64_t *order, int64_t d) {
+    if (!order) return 0;
+    for (int64_t j = 0; j < d; j++)
+        if (order[j] != j / 2 + (j % 2) * (d / 2)) return 0;
+    return 1;
+}
+
 // One query row of every head over its sequence's keys, as ggml's flash_attn_ext_f16_one_chunk:
 // float16 query, keys in position order (masked ones skipped), running max M and sum
 // S = S*ms + vs (two roundings), float16 value accumulator rounded after every key.
@@ -186,6 +215,7 @@ static void attn_team(const float *q, float *out, const uint16_t *k_cache, const
                       const int64_t *row_seq, const int64_t *row_pos, const int64_t *tables, int64_t nb, int64_t rows,
                       int64_t hq, int64_t hkv, int64_t d, int64_t bs, float scale, int64_t window, const int64_t *order) {
     const int64_t group = hq / hkv;
+    const int interleaved = is_interleave(order, d);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t rh = 0; rh < rows * hq; rh++) {
         const int64_t r = rh / hq, h = rh % hq, kvh = h / group, pos = row_pos[r];
@@ -199,12 +229,17 @@ static void attn_team(const float *q, float *out, const uint16_t *k_cache, const
         for (int64_t p = first; p <= pos; p++) {
             const int64_t cell = (table[p / bs] * bs + p % bs) * hkv + kvh;
             const uint16_t *kp = k_cache + cell * d, *vp = v_cache + cell * d;
-            const uint16_t *kk = kp;
-            if (order) {
-                for (int64_t i = 0; i < d; i++) k16[i] = kp[order[i]];
-                kk = k16;
+            float s;
+            if (interleaved) {
+                s = dot_f16_interleaved(kp, q16, d) * scale;
+            } else {
+                const uint16_t *kk = kp;
+                if (order) {
+                    for (int64_t i = 0; i < d; i++) k16[i] = kp[order[i]];
+                    kk = k16;
+                }
+                s = dot_f16(kk, q16, d) * scale;
             }
-            float s = dot_f16(kk, q16, d) * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > M) {
                 const float old = M;
