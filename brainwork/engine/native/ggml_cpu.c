@@ -160,34 +160,24 @@ int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float
 }
 
 // ggml_vec_dot_f16 (AVX2): 4 accumulators of 8 lanes over steps of 32, then a fixed tree.
-static float dot_f16(const uint16_t *a, const uint16_t *b, int64_t d) {
+// `interleaved`: `a` is stored in rotate-half order and read in ggml's order for `llama` files
+// (slot j holds element j/2 + (j%2) d/2): a chunk's 8 slots are 4 elements of each half, unpacked
+// in registers instead of gathered one by one. Same products, same order.
+static inline __attribute__((always_inline)) float dot_f16(const uint16_t *a, const uint16_t *b, int64_t d,
+                                                           int interleaved) {
     __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t i = 0; i < d; i += 32)
         for (int j = 0; j < 4; j++) {
-            __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8 * j)));
+            __m128i ka;
+            if (interleaved) {
+                const int64_t c = (i + 8 * j) / 2;  // first element of this chunk in each half
+                ka = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)(a + c)),
+                                        _mm_loadl_epi64((const __m128i *)(a + d / 2 + c)));
+            } else {
+                ka = _mm_loadu_si128((const __m128i *)(a + i + 8 * j));
+            }
+            __m256 x = _mm256_cvtph_ps(ka);
             __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8 * j)));
-            s[j] = _mm256_fmadd_ps(x, y, s[j]);
-        }
-    s[0] = _mm256_add_ps(s[0], s[2]);
-    s[1] = _mm256_add_ps(s[1], s[3]);
-    s[0] = _mm256_add_ps(s[0], s[1]);
-    __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s[0]), _mm256_extractf128_ps(s[0], 1));
-    __m128 t1 = _mm_hadd_ps(t0, t0);
-    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-}
-
-// dot_f16 of keys stored in rotate-half order against a query in ggml's interleaved order
-// (`llama` files: slot j holds element j/2 + (j%2) d/2): the 8 slots of a chunk are 4 elements of
-// each half, unpacked in registers instead of gathered one by one. Same products, same order.
-static float dot_f16_interleaved(const uint16_t *k, const uint16_t *q, int64_t d) {
-    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const int64_t half = d / 2;
-    for (int64_t i = 0; i < d; i += 32)
-        for (int j = 0; j < 4; j++) {
-            const int64_t c = (i + 8 * j) / 2;  // first element of this chunk in each half
-            const __m128i lo = _mm_loadl_epi64((const __m128i *)(k + c)), hi = _mm_loadl_epi64((const __m128i *)(k + half + c));
-            __m256 x = _mm256_cvtph_ps(_mm_unpacklo_epi16(lo, hi));
-            __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i + 8 * j)));
             s[j] = _mm256_fmadd_ps(x, y, s[j]);
         }
     s[0] = _mm256_add_ps(s[0], s[2]);
@@ -229,17 +219,12 @@ static void attn_team(const float *q, float *out, const uint16_t *k_cache, const
         for (int64_t p = first; p <= pos; p++) {
             const int64_t cell = (table[p / bs] * bs + p % bs) * hkv + kvh;
             const uint16_t *kp = k_cache + cell * d, *vp = v_cache + cell * d;
-            float s;
-            if (interleaved) {
-                s = dot_f16_interleaved(kp, q16, d) * scale;
-            } else {
-                const uint16_t *kk = kp;
-                if (order) {
-                    for (int64_t i = 0; i < d; i++) k16[i] = kp[order[i]];
-                    kk = k16;
-                }
-                s = dot_f16(kk, q16, d) * scale;
+            const uint16_t *kk = kp;
+            if (order && !interleaved) {
+                for (int64_t i = 0; i < d; i++) k16[i] = kp[order[i]];
+                kk = k16;
             }
+            const float s = (interleaved ? dot_f16(kk, q16, d, 1) : dot_f16(kk, q16, d, 0)) * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > M) {
                 const float old = M;
