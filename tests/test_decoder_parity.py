@@ -67,6 +67,10 @@ def _logits_ours(loaded, ids: list[int], chunks: list[int], native: bool = True)
     """
     cfg = loaded.config
     cache = _paged_cache(cfg, num_blocks=-(-len(ids) // 4) + 2)
+    ggml = getattr(loaded.model, "ggml_attention", None)
+    if ggml is not None:  # llama.cpp's arithmetic: a float16 cache and its attention, as the engine sets up
+        cache = PagedKVCache(cfg.num_layers, cache.num_blocks, 4, cfg.num_kv_heads, cfg.head_dim, torch.float16)
+        cache.ggml, cache.ggml_order = True, ggml if isinstance(ggml, torch.Tensor) else None
     if not native:  # decode through the torch path (gather + SDPA) instead of the C kernel
         cache.native = None
     table = list(range(cache.num_blocks - 1, -1, -1))
