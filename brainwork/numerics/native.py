@@ -78,9 +78,9 @@ def kquant_mm(
         n, k, x.data_ptr(), m, y.data_ptr(), int(multi_row),
     )  # fmt: skip
     if rc == -2:
-        raise MemoryError(f"ggml_kquant_mm: no memory for {m} rows")
+        raise MemoryError(f"ggml_kquant_mm_mode: no memory for {m} rows")
     if rc:
-        raise ValueError(f"ggml_kquant_mm: bad arguments ({qtype}, K={k})")
+        raise ValueError(f"ggml_kquant_mm_mode: bad arguments ({qtype}, K={k})")
     return y
 
 

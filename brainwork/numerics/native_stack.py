@@ -101,9 +101,9 @@ class NativeStack:
     """The C form of `layers` (a ModuleList of llama blocks); build with `NativeStack.of`."""
 
     def __init__(self, layers: torch.nn.ModuleList, parts: list[dict[str, Any]], rotary: GGMLRotary) -> None:
-        self.layers, self.rotary = layers, rotary
-        self.cfg = layers[0].self_attn.cfg
-        self._parts = parts  # the modules whose tensors the pointers below refer to stay referenced
+        self.layers = layers  # keeps alive the module tensors whose addresses the structs below hold
+        self.rotary, self.cfg = rotary, layers[0].self_attn.cfg
+        self._parts = parts
         self._structs = (_Layer * len(parts))()
         for s, p in zip(self._structs, parts, strict=True):
             for field, mats in (("qkv", p["qkv"]), ("gate_up", p["gate_up"])):
@@ -138,7 +138,7 @@ class NativeStack:
                 gate_up = [mlp.gate_proj, mlp.up_proj]
             p = {
                 "qkv": _mats(qkv),
-                "gate_up": _mats(gate_up or []) if gate_up else None,
+                "gate_up": _mats(gate_up) if gate_up else None,
                 "o": _mat(attn.o_proj),
                 "down": _mat(getattr(mlp, "down_proj", None)),
             }

@@ -384,6 +384,19 @@ static void quantize_q8_k(const float *x, int64_t k, int8_t *q, float *d, int32_
     }
 }
 
+// exact int: sum over the 32 values at c/y of scale * q * q8 (q unsigned), as 8 int32 lanes
+static inline __m256i scaled_dot32(const uint8_t *c, const int8_t *y, __m256i scl) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)c), _mm256_loadu_si256((const __m256i *)y));
+    return _mm256_madd_epi16(p16, scl);
+}
+
+static inline int32_t hsum_i32_8(__m256i v) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return _mm_cvtsi128_si32(t);
+}
+
 // ggml_vec_dot_q6_K_q8_K: lane l of a super-block = sum over values p with (p % 32) / 4 == l of
 // q * q8 * scale (q unsigned 0..63) - 32 * (bsum[2l] scale[2l] + bsum[2l+1] scale[2l+1]);
 // acc = fma(d_y * d_w, lanes, acc) block after block, then hsum.
@@ -394,12 +407,9 @@ static float dot_q6_k(const uint8_t *codes, const int8_t *sc, const float *dw, c
         const uint8_t *c = codes + 256 * b;
         const int8_t *y = q8 + 256 * b, *s = sc + 16 * b;
         __m256i sumi = _mm256_setzero_si256();
-        for (int g = 0; g < 8; g++) {  // 32 values; int16 lanes 0..7 take scale 2g, 8..15 scale 2g + 1
-            const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(c + 32 * g)),
-                                                     _mm256_loadu_si256((const __m256i *)(y + 32 * g)));
-            const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
-        }
+        for (int g = 0; g < 8; g++)  // 32 values; int16 lanes 0..7 take scale 2g, 8..15 scale 2g + 1
+            sumi = _mm256_add_epi32(sumi, scaled_dot32(c + 32 * g, y + 32 * g,
+                                                       _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]))));
         int32_t off[8];
         for (int l = 0; l < 8; l++)
             off[l] = 32 * (bsum16[16 * b + 2 * l] * s[2 * l] + bsum16[16 * b + 2 * l + 1] * s[2 * l + 1]);
@@ -421,32 +431,13 @@ static float dot_q4_k_gemv(const uint8_t *codes, const uint8_t *sc, const uint8_
         __m256i sumi = _mm256_setzero_si256();
         int32_t imin = 0;
         for (int j = 0; j < 8; j++) {
-            const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(c + 32 * j)),
-                                                     _mm256_loadu_si256((const __m256i *)(y + 32 * j)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(sc[8 * b + j])));
+            sumi = _mm256_add_epi32(sumi, scaled_dot32(c + 32 * j, y + 32 * j, _mm256_set1_epi16(sc[8 * b + j])));
             imin += mn[8 * b + j] * (bsum16[16 * b + 2 * j] + bsum16[16 * b + 2 * j + 1]);
         }
-        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
-        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
-        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
-        const int32_t isum = _mm_cvtsi128_si32(t);
-        acc = fmaf((float)isum, dw[b] * dy[b], acc);
+        acc = fmaf((float)hsum_i32_8(sumi), dw[b] * dy[b], acc);
         acc_min = fmaf((float)imin, dminw[b] * dy[b], acc_min);
     }
     return acc - acc_min;
-}
-
-// exact int: sum over the 32 values at c/y of scale * q * q8 (q unsigned), as 8 int32 lanes
-static inline __m256i scaled_dot32(const uint8_t *c, const int8_t *y, __m256i scl) {
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)c), _mm256_loadu_si256((const __m256i *)y));
-    return _mm256_madd_epi16(p16, scl);
-}
-
-static inline int32_t hsum_i32_8(__m256i v) {
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
-    return _mm_cvtsi128_si32(t);
 }
 
 // ggml's tiled Q6_K matmul (8+ rows): one exact int per super-block, S1 = sum scale * (q - 32) * q8;
@@ -494,15 +485,8 @@ static float dot_q4_k_gemm(const uint8_t *codes, const uint8_t *sc, const uint8_
 // codes (n, k) uint8; scales (n, k/256, 16) int8 for Q6_K, (n, k/256, 8) uint8 for Q4_K with mins
 // alike; d, dmin (n, k/256) float32. Returns 0, -1 on a bad argument, -2 when out of memory.
 // mode 1 runs ggml's multi-row kernel instead: Q6_K's tiled matmul (a chunk of 8+ rows), Q4_K's
-// gemm (rows in groups of 4; m must be a multiple of 4).
-int ggml_kquant_mm_mode(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
-                        const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode);
-
-int ggml_kquant_mm(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
-                   const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y) {
-    return ggml_kquant_mm_mode(qtype, codes, scales, mins, d, dmin, n, k, x, m, y, 0);
-}
-
+// gemm (rows in groups of 4; m must be a multiple of 4). q8, dy, bs: scratch for the Q8_K
+// activations, (m, k), (m, k/256), (m, k/16).
 static void kquant_team(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
                         const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode,
                         int8_t *q8, float *dy, int32_t *bs) {
