@@ -49,7 +49,7 @@ def _activations(rows: int, k: int, seed: int) -> np.ndarray:
     return np.where(rng.random((rows, k)) < 0.3, grid, x).astype(np.float32)
 
 
-@pytest.mark.parametrize("rows", [1, 3, 8, 13])
+@pytest.mark.parametrize("rows", [1, 3, 8, 13, 20])
 def test_q6_k_matmul_matches_ggml(qwen: GGUFFile, rows: int) -> None:
     raw, k = _weight(qwen, "Q6_K")
     x = _activations(rows, k, rows)
@@ -65,7 +65,7 @@ def test_q4_k_matmul_not_repacked_matches_ggml(qwen: GGUFFile, rows: int) -> Non
     assert np.array_equal(got, ggml.mul_mat(raw, "Q4_K", x))
 
 
-@pytest.mark.parametrize("rows", [1, 6])
+@pytest.mark.parametrize("rows", [1, 6, 12])
 def test_q4_k_repacked_matmul_matches_ggml(qwen: GGUFFile, rows: int) -> None:
     raw, k = _weight(qwen, "Q4_K")
     x = _activations(rows, k, 200 + rows)
@@ -89,7 +89,7 @@ def test_batched_chunks_get_their_own_kernels(qwen: GGUFFile, qtype: str) -> Non
 
 
 @pytest.mark.parametrize(("qtype", "repacked"), [("Q6_K", None), ("Q4_K", True)])
-@pytest.mark.parametrize("rows", [1, 3, 6, 8, 13])
+@pytest.mark.parametrize("rows", [1, 3, 6, 8, 13, 16, 44])
 def test_c_kernels_equal_the_torch_forms(qwen: GGUFFile, qtype: str, repacked: bool | None, rows: int) -> None:
     """The C kernels (`c_form`, used wherever a compiler is) and the torch forms (the fallback)
     give the same bits, for every row count that switches ggml's kernel."""

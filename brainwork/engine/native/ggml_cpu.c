@@ -43,8 +43,9 @@ static inline __m256i nibbles_32(const uint8_t *qs) {  // low nibbles = values 0
 }
 
 // quantize_row_q8_0 / q8_1 (AVX2): d = amax/127, codes = round_half_even(x * (127/amax)),
-// Q8_1 also s = fp16(d * sum(codes)). d and s are kept as the float of their fp16.
-static void quantize_q8(const float *x, int64_t k, int8_t *codes, float *d16, float *s16) {
+// Q8_1 also s = fp16(d * sum(codes)). d and s are kept as the float of their fp16, block b's at
+// d16[b * ds] (ds = the row count: the matmuls read a block's scales of several rows at once).
+static void quantize_q8(const float *x, int64_t k, int8_t *codes, float *d16, float *s16, int64_t ds) {
     for (int64_t b = 0; b < k / 32; b++) {
         const float *v = x + 32 * b;
         float amax = 0.0f;
@@ -57,8 +58,8 @@ static void quantize_q8(const float *x, int64_t k, int8_t *codes, float *d16, fl
             codes[32 * b + i] = (int8_t)c;
             sum += c;
         }
-        d16[b] = f16_to_f32(f32_to_f16(d));
-        if (s16) s16[b] = f16_to_f32(f32_to_f16(d * (float)sum));
+        d16[b * ds] = f16_to_f32(f32_to_f16(d));
+        if (s16) s16[b * ds] = f16_to_f32(f32_to_f16(d * (float)sum));
     }
 }
 
@@ -82,12 +83,15 @@ static inline __attribute__((always_inline)) __m256i weight_block(int qtype, con
     return _mm256_loadu_si256((const __m256i *)(w + 2));
 }
 
-// `mr` activation rows against one weight row. Every (row, weight row) pair keeps ggml's order:
-// acc = fma(d_w * d_x, lanes, acc) block after block, then hsum (+ summs for Q4_1); the weight
-// block is only decoded once for all `mr` rows.
+// Activation rows against weight rows. Every (row, weight row) pair keeps ggml's order:
+// acc = fma(d_w * d_x, lanes, acc) block after block, then hsum (+ summs for Q4_1, itself
+// summs = fma(m_w, s_x, summs) block after block). xd, xs: (k/32, m) scales, block b of row r at
+// [b * m + r]; the pointers given here start at the first row.
+
+// `mr` (<= 4) rows against one weight row, its blocks decoded once for all rows.
 static inline __attribute__((always_inline)) void dot_rows(int qtype, int mr, const uint8_t *w, const int8_t *xq,
-                                                           const float *xd, const float *xs, int64_t nb, int64_t k,
-                                                           float *y, int64_t ystride) {
+                                                           const float *xd, const float *xs, int64_t m, int64_t nb,
+                                                           int64_t k, float *y, int64_t ystride) {
     __m256 acc[4];
     float summs[4];
     for (int r = 0; r < mr; r++) acc[r] = _mm256_setzero_ps(), summs[r] = 0.0f;
@@ -99,11 +103,49 @@ static inline __attribute__((always_inline)) void dot_rows(int qtype, int mr, co
         for (int r = 0; r < mr; r++) {
             const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + r * k + 32 * b));
             const __m256 q = dot_us8(ax, qtype == Q4_1 ? qy : _mm256_sign_epi8(qy, qx));
-            if (qtype == Q4_1) summs[r] = fmaf(mw, xs[r * nb + b], summs[r]);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[r * nb + b]), q, acc[r]);  // fp16 x fp16: exact
+            if (qtype == Q4_1) summs[r] = fmaf(mw, xs[b * m + r], summs[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[b * m + r]), q, acc[r]);  // fp16 x fp16: exact
         }
     }
     for (int r = 0; r < mr; r++) y[r * ystride] = qtype == Q4_1 ? hsum_float_8(acc[r]) + summs[r] : hsum_float_8(acc[r]);
+}
+
+// 4 rows against 2 weight rows: each activation block is loaded once for both, and the 8 scale
+// products come from two vector multiplies. The same per-pair steps as dot_rows.
+static inline __attribute__((always_inline)) void dot_tile(int qtype, const uint8_t *w0, const uint8_t *w1,
+                                                           const int8_t *xq, const float *xd, const float *xs,
+                                                           int64_t m, int64_t nb, int64_t k, float *y, int64_t ystride) {
+    __m256 acc[8];  // [weight row * 4 + row]
+    __m256 summs = _mm256_setzero_ps();  // lanes alike (Q4_1)
+    for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+    const int bytes = BLOCK_BYTES[qtype];
+    float p[8];
+    for (int64_t b = 0; b < nb; b++, w0 += bytes, w1 += bytes) {
+        float dw0, mw0 = 0.0f, dw1, mw1 = 0.0f;
+        const __m256i qx0 = weight_block(qtype, w0, &dw0, &mw0), qx1 = weight_block(qtype, w1, &dw1, &mw1);
+        const __m256i ax0 = qtype == Q4_1 ? qx0 : _mm256_sign_epi8(qx0, qx0);
+        const __m256i ax1 = qtype == Q4_1 ? qx1 : _mm256_sign_epi8(qx1, qx1);
+        const __m128 xd4 = _mm_loadu_ps(xd + b * m);
+        _mm_storeu_ps(p, _mm_mul_ps(_mm_set1_ps(dw0), xd4));
+        _mm_storeu_ps(p + 4, _mm_mul_ps(_mm_set1_ps(dw1), xd4));
+        if (qtype == Q4_1) {
+            const __m128 xs4 = _mm_loadu_ps(xs + b * m);
+            summs = _mm256_fmadd_ps(_mm256_set_m128(_mm_set1_ps(mw1), _mm_set1_ps(mw0)), _mm256_set_m128(xs4, xs4), summs);
+        }
+        for (int r = 0; r < 4; r++) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + r * k + 32 * b));
+            const __m256 q0 = dot_us8(ax0, qtype == Q4_1 ? qy : _mm256_sign_epi8(qy, qx0));
+            const __m256 q1 = dot_us8(ax1, qtype == Q4_1 ? qy : _mm256_sign_epi8(qy, qx1));
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r), q0, acc[r]);
+            acc[4 + r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + 4 + r), q1, acc[4 + r]);
+        }
+    }
+    float sm[8];
+    _mm256_storeu_ps(sm, summs);
+    for (int i = 0; i < 8; i++) {
+        const float v = qtype == Q4_1 ? hsum_float_8(acc[i]) + sm[i] : hsum_float_8(acc[i]);
+        y[(i & 3) * ystride + (i >> 2)] = v;
+    }
 }
 
 static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8_t *w, int64_t n, int64_t k,
@@ -111,13 +153,21 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
                                                           int64_t m, float *y) {
     const int64_t nb = k / 32, row_bytes = nb * BLOCK_BYTES[qtype];
 #pragma omp for schedule(static)
-    for (int64_t j = 0; j < n; j++) {
+    for (int64_t jp = 0; jp < (n + 1) / 2; jp++) {  // weight rows in pairs (the last may be alone)
+        const int64_t j = 2 * jp;
         const uint8_t *wj = w + j * row_bytes;
         int64_t r = 0;
-        for (; r + 4 <= m; r += 4)
-            dot_rows(qtype, 4, wj, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL, nb, k, y + r * n + j, n);
-        for (; r < m; r++)
-            dot_rows(qtype, 1, wj, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL, nb, k, y + r * n + j, n);
+        if (j + 1 < n)
+            for (; r + 4 <= m; r += 4)
+                dot_tile(qtype, wj, wj + row_bytes, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + j, n);
+        for (int64_t jj = j; jj < j + 2 && jj < n; jj++) {
+            const uint8_t *wjj = w + jj * row_bytes;
+            int64_t rr = r;
+            for (; rr + 4 <= m; rr += 4)
+                dot_rows(qtype, 4, wjj, xq + rr * k, xd + rr, xs ? xs + rr : NULL, m, nb, k, y + rr * n + jj, n);
+            for (; rr < m; rr++)
+                dot_rows(qtype, 1, wjj, xq + rr * k, xd + rr, xs ? xs + rr : NULL, m, nb, k, y + rr * n + jj, n);
+        }
     }
 }
 
@@ -125,14 +175,13 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
 // one thread outside any): their loops are `omp for`, with its barrier at the end. The public
 // functions wrap them in a region of their own; the decoder stack runs them all in one region.
 
-// y (m, n) = x (m, k) times the n rows of w; xq (m, k), xd, xs (m, k/32) scratch for the
+// y (m, n) = x (m, k) times the n rows of w; xq (m, k), xd, xs (k/32, m) scratch for the
 // quantized activations (xs only for Q4_1).
 static void block_mm_team(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y,
                           int8_t *xq, float *xd, float *xs) {
-    const int64_t nb = k / 32;
     if (qtype != Q4_1) xs = NULL;
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r * nb, xs ? xs + r * nb : NULL);
+    for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r, xs ? xs + r : NULL, m);
     switch (qtype) {  // one loop specialized per block type
         case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, m, y); break;
         case Q4_1: mm_rows(Q4_1, w, n, k, xq, xd, xs, m, y); break;
@@ -480,6 +529,84 @@ static float dot_q4_k_gemm(const uint8_t *codes, const uint8_t *sc, const uint8_
     return acc - acc_min;
 }
 
+// 8 int32 vectors -> lane i = the sum of v[i]'s lanes. Integer sums are exact in any order, so
+// the per-pair ints below equal the one-row kernels' hsum_i32_8 bit for bit.
+static inline __m256i fold8_i32(const __m256i v[8]) {
+    const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
+}
+
+// The Q8_K activations of 8 rows r..r+7 side by side: dyt (k/256, m) and bst (k/16, m) hold dy
+// and the 16-value sums transposed, so that one load gives a value of all 8 rows.
+typedef struct {
+    const int8_t *q8;  // (m, k)
+    const float *dyt;
+    const int32_t *bst;
+    int64_t m, k;
+} Rows8;
+
+static inline __m256i bsum8(const Rows8 *R, int64_t i, int64_t r) {
+    return _mm256_loadu_si256((const __m256i *)(R->bst + i * R->m + r));
+}
+
+// One weight row against rows r..r+7; each lane runs its pair's one-row recipe (the same ints,
+// the same float steps in the same order) with the weight codes loaded once for all 8.
+// Q4_K gemv: acc = fma(I, d_w d_y, acc), acc_min = fma(Imin, dmin_w d_y, acc_min) per super-block;
+// Q4_K gemm: the same per pair of sub-blocks; Q6_K tiled: acc = fma(d_w * S1, d_y, acc).
+static inline __attribute__((always_inline)) __m256 kq_rows8(int kind, const uint8_t *cj, const void *scales,
+                                                             const uint8_t *mj, const float *dj, const float *dminj,
+                                                             const Rows8 *R, int64_t r) {
+    const int64_t nb = R->k / 256;
+    __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+    __m256i v[8];
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *c = cj + 256 * b;
+        const int8_t *y = R->q8 + r * R->k + 256 * b;
+        const __m256 dy = _mm256_loadu_ps(R->dyt + b * R->m + r);
+        if (kind == 6) {  // Q6_K tiled: S1 = sum scale * q * q8 - 32 * sum scale * bsum16
+            const int8_t *s = (const int8_t *)scales + 16 * b;
+            for (int i = 0; i < 8; i++) v[i] = _mm256_setzero_si256();
+            __m256i off = _mm256_setzero_si256();
+            for (int g = 0; g < 8; g++) {
+                const __m256i cg = _mm256_loadu_si256((const __m256i *)(c + 32 * g));
+                const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]));
+                for (int i = 0; i < 8; i++) {
+                    const __m256i yi = _mm256_loadu_si256((const __m256i *)(y + i * R->k + 32 * g));
+                    v[i] = _mm256_add_epi32(v[i], _mm256_madd_epi16(_mm256_maddubs_epi16(cg, yi), scl));
+                }
+            }
+            for (int i = 0; i < 16; i++)
+                off = _mm256_add_epi32(off, _mm256_mullo_epi32(bsum8(R, 16 * b + i, r), _mm256_set1_epi32(s[i])));
+            const __m256i s1 = _mm256_sub_epi32(fold8_i32(v), _mm256_slli_epi32(off, 5));
+            const __m256 ws1 = _mm256_mul_ps(_mm256_set1_ps(dj[b]), _mm256_cvtepi32_ps(s1));
+            acc = _mm256_fmadd_ps(ws1, dy, acc);
+            continue;
+        }
+        const uint8_t *sc = (const uint8_t *)scales + 8 * b, *mn = mj + 8 * b;
+        const __m256 dd = _mm256_mul_ps(_mm256_set1_ps(dj[b]), dy), ddm = _mm256_mul_ps(_mm256_set1_ps(dminj[b]), dy);
+        const int pairs = kind == 4 ? 1 : 4;  // gemv: one int per super-block; gemm: one per 2 sub-blocks
+        const int per = 8 / pairs;
+        for (int p = 0; p < pairs; p++) {
+            for (int i = 0; i < 8; i++) v[i] = _mm256_setzero_si256();
+            __m256i imin = _mm256_setzero_si256();
+            for (int jj = p * per; jj < (p + 1) * per; jj++) {
+                const __m256i cg = _mm256_loadu_si256((const __m256i *)(c + 32 * jj));
+                const __m256i scl = _mm256_set1_epi16(sc[jj]);
+                for (int i = 0; i < 8; i++) {
+                    const __m256i yi = _mm256_loadu_si256((const __m256i *)(y + i * R->k + 32 * jj));
+                    v[i] = _mm256_add_epi32(v[i], _mm256_madd_epi16(_mm256_maddubs_epi16(cg, yi), scl));
+                }
+                const __m256i b32 = _mm256_add_epi32(bsum8(R, 16 * b + 2 * jj, r), bsum8(R, 16 * b + 2 * jj + 1, r));
+                imin = _mm256_add_epi32(imin, _mm256_mullo_epi32(b32, _mm256_set1_epi32(mn[jj])));
+            }
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold8_i32(v)), dd, acc);
+            acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), ddm, acc_min);
+        }
+    }
+    return _mm256_sub_ps(acc, acc_min);  // Q6_K: acc_min stays 0 (x - 0 = x)
+}
+
 // y (m, n) = x (m, k) times a Q6_K (qtype 6) or repacked Q4_K (qtype 4) weight, every activation
 // row on its own (one-row chunks; Q6_K below ggml's tiled-kernel row count; Q4_K below 4 rows).
 // codes (n, k) uint8; scales (n, k/256, 16) int8 for Q6_K, (n, k/256, 8) uint8 for Q4_K with mins
@@ -489,14 +616,45 @@ static float dot_q4_k_gemm(const uint8_t *codes, const uint8_t *sc, const uint8_
 // activations, (m, k), (m, k/256), (m, k/16).
 static void kquant_team(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
                         const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode,
-                        int8_t *q8, float *dy, int32_t *bs) {
+                        int8_t *q8, float *dy, int32_t *bs, float *dyt, int32_t *bst) {
     const int64_t nb = k / 256;
     const int mat4 = mode && qtype == 4;
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; r++) quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16, mat4);
+    for (int64_t r = 0; r < m; r++) {
+        quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16, mat4);
+        for (int64_t b = 0; b < nb; b++) dyt[b * m + r] = dy[r * nb + b];
+        for (int64_t i = 0; i < nb * 16; i++) bst[i * m + r] = bs[r * nb * 16 + i];
+    }
+    // kernel of the 8-row tiles: 4 = Q4_K gemv, 5 = Q4_K gemm, 6 = Q6_K tiled; Q6_K's one-row
+    // vec_dot keeps float lanes per pair, so it has no tile
+    const int kind = qtype == 4 ? (mode ? 5 : 4) : mode ? 6 : 0;
+    const int64_t tiled = kind ? m / 8 * 8 : 0;
+    const Rows8 R = {q8, dyt, bst, m, k};
+    // rows in blocks of 16 (their Q8_K codes stay in L1/L2 while every weight row passes); static
+    // schedule: each thread takes the same weight rows in every block, so no barrier between them
+    for (int64_t r0 = 0; r0 < tiled; r0 += 16) {
+        const int64_t r1 = r0 + 16 < tiled ? r0 + 16 : tiled;
+#pragma omp for schedule(static) nowait
+        for (int64_t j = 0; j < n; j++) {
+            const uint8_t *cj = codes + j * k;
+            const void *sj = qtype == 6 ? (const void *)((const int8_t *)scales + j * nb * 16)
+                                        : (const void *)((const uint8_t *)scales + j * nb * 8);
+            const uint8_t *mj = qtype == 4 ? mins + j * nb * 8 : NULL;
+            const float *dminj = qtype == 4 ? dmin + j * nb : NULL;
+            float out[8];
+            for (int64_t r = r0; r < r1; r += 8) {
+                switch (kind) {  // one inlined copy per kernel
+                    case 4: _mm256_storeu_ps(out, kq_rows8(4, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
+                    case 5: _mm256_storeu_ps(out, kq_rows8(5, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
+                    default: _mm256_storeu_ps(out, kq_rows8(6, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
+                }
+                for (int i = 0; i < 8; i++) y[(r + i) * n + j] = out[i];
+            }
+        }
+    }
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < n; j++)
-        for (int64_t r = 0; r < m; r++) {
+        for (int64_t r = tiled; r < m; r++) {
             const int8_t *xr = q8 + r * k;
             const int32_t *br = bs + r * nb * 16;
             const float *dr = dy + r * nb;
@@ -521,13 +679,15 @@ int ggml_kquant_mm_mode(int qtype, const uint8_t *codes, const void *scales, con
     int8_t *q8 = malloc((size_t)(m * k));
     float *dy = malloc(sizeof(float) * (size_t)(m * nb));
     int32_t *bs = malloc(sizeof(int32_t) * (size_t)(m * nb * 16));
-    if (!q8 || !dy || !bs) {
-        free(q8), free(dy), free(bs);
+    float *dyt = malloc(sizeof(float) * (size_t)(m * nb));
+    int32_t *bst = malloc(sizeof(int32_t) * (size_t)(m * nb * 16));
+    if (!q8 || !dy || !bs || !dyt || !bst) {
+        free(q8), free(dy), free(bs), free(dyt), free(bst);
         return -2;
     }
 #pragma omp parallel
-    kquant_team(qtype, codes, scales, mins, d, dmin, n, k, x, m, y, mode, q8, dy, bs);
-    free(q8), free(dy), free(bs);
+    kquant_team(qtype, codes, scales, mins, d, dmin, n, k, x, m, y, mode, q8, dy, bs, dyt, bst);
+    free(q8), free(dy), free(bs), free(dyt), free(bst);
     return 0;
 }
 
@@ -575,8 +735,8 @@ typedef struct {
     int8_t *xq;
     float *xd, *xs;  // block32 activations (Q8_0 / Q8_1)
     int8_t *q8;
-    float *dy;
-    int32_t *bs;  // K-quant activations (Q8_K)
+    float *dy, *dyt;
+    int32_t *bs, *bst;  // K-quant activations (Q8_K), row-major and transposed
 } StackScratch;
 
 static int stack_mat_ok(const StackMat *M, int64_t k) {
@@ -587,7 +747,7 @@ static void stack_mat(const StackMat *M, const float *x, int64_t m, int64_t k, f
     if (M->kind < 4)
         block_mm_team(M->kind, M->w, M->n, k, x, m, y, t->xq, t->xd, t->xs);
     else
-        kquant_team(M->kind, M->w, M->scales, M->mins, M->d, M->dmin, M->n, k, x, m, y, 0, t->q8, t->dy, t->bs);
+        kquant_team(M->kind, M->w, M->scales, M->mins, M->d, M->dmin, M->n, k, x, m, y, 0, t->q8, t->dy, t->bs, t->dyt, t->bst);
     if (M->bias) {
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < m; r++)
@@ -639,10 +799,11 @@ int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const
     StackScratch t = {
         malloc((size_t)(n * kmax)), malloc(sizeof(float) * (size_t)(n * kmax / 32)),
         malloc(sizeof(float) * (size_t)(n * kmax / 32)), malloc((size_t)(n * kmax)),
-        malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)), malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)),
+        malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)), malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)),
+        malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)), malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)),
     };
     const int rc = !h || !qkv || !q || !att || !gu || !act || !out || !tmp || !t.xq || !t.xd || !t.xs || !t.q8 ||
-                           !t.dy || !t.bs
+                           !t.dy || !t.dyt || !t.bs || !t.bst
                        ? -2
                        : 0;
     if (!rc) {
@@ -686,6 +847,6 @@ int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const
         }
     }
     free(h), free(qkv), free(q), free(att), free(gu), free(act), free(out), free(tmp);
-    free(t.xq), free(t.xd), free(t.xs), free(t.q8), free(t.dy), free(t.bs);
+    free(t.xq), free(t.xd), free(t.xs), free(t.q8), free(t.dy), free(t.dyt), free(t.bs), free(t.bst);
     return rc;
 }
