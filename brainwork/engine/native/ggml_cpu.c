@@ -110,42 +110,31 @@ static inline __attribute__((always_inline)) void dot_rows(int qtype, int mr, co
     for (int r = 0; r < mr; r++) y[r * ystride] = qtype == Q4_1 ? hsum_float_8(acc[r]) + summs[r] : hsum_float_8(acc[r]);
 }
 
-// 4 rows against 2 weight rows: each activation block is loaded once for both, and the 8 scale
-// products come from two vector multiplies. The same per-pair steps as dot_rows.
-static inline __attribute__((always_inline)) void dot_tile(int qtype, const uint8_t *w0, const uint8_t *w1,
-                                                           const int8_t *xq, const float *xd, const float *xs,
-                                                           int64_t m, int64_t nb, int64_t k, float *y, int64_t ystride) {
-    __m256 acc[8];  // [weight row * 4 + row]
-    __m256 summs = _mm256_setzero_ps();  // lanes alike (Q4_1)
+// 8 rows against one weight row: the weight block decoded once for 8 rows, 8 scale products
+// from one vector multiply. The same per-pair steps as dot_rows.
+static inline __attribute__((always_inline)) void dot_rows8(int qtype, const uint8_t *w, const int8_t *xq,
+                                                            const float *xd, const float *xs, int64_t m, int64_t nb,
+                                                            int64_t k, float *y, int64_t ystride) {
+    __m256 acc[8];
+    __m256 summs = _mm256_setzero_ps();  // Q4_1: lane r is row r's
     for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
     const int bytes = BLOCK_BYTES[qtype];
     float p[8];
-    for (int64_t b = 0; b < nb; b++, w0 += bytes, w1 += bytes) {
-        float dw0, mw0 = 0.0f, dw1, mw1 = 0.0f;
-        const __m256i qx0 = weight_block(qtype, w0, &dw0, &mw0), qx1 = weight_block(qtype, w1, &dw1, &mw1);
-        const __m256i ax0 = qtype == Q4_1 ? qx0 : _mm256_sign_epi8(qx0, qx0);
-        const __m256i ax1 = qtype == Q4_1 ? qx1 : _mm256_sign_epi8(qx1, qx1);
-        const __m128 xd4 = _mm_loadu_ps(xd + b * m);
-        _mm_storeu_ps(p, _mm_mul_ps(_mm_set1_ps(dw0), xd4));
-        _mm_storeu_ps(p + 4, _mm_mul_ps(_mm_set1_ps(dw1), xd4));
-        if (qtype == Q4_1) {
-            const __m128 xs4 = _mm_loadu_ps(xs + b * m);
-            summs = _mm256_fmadd_ps(_mm256_set_m128(_mm_set1_ps(mw1), _mm_set1_ps(mw0)), _mm256_set_m128(xs4, xs4), summs);
-        }
-        for (int r = 0; r < 4; r++) {
+    for (int64_t b = 0; b < nb; b++, w += bytes) {
+        float dw, mw = 0.0f;
+        const __m256i qx = weight_block(qtype, w, &dw, &mw);
+        const __m256i ax = qtype == Q4_1 ? qx : _mm256_sign_epi8(qx, qx);
+        _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(xd + b * m)));
+        if (qtype == Q4_1) summs = _mm256_fmadd_ps(_mm256_set1_ps(mw), _mm256_loadu_ps(xs + b * m), summs);
+        for (int r = 0; r < 8; r++) {
             const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + r * k + 32 * b));
-            const __m256 q0 = dot_us8(ax0, qtype == Q4_1 ? qy : _mm256_sign_epi8(qy, qx0));
-            const __m256 q1 = dot_us8(ax1, qtype == Q4_1 ? qy : _mm256_sign_epi8(qy, qx1));
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r), q0, acc[r]);
-            acc[4 + r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + 4 + r), q1, acc[4 + r]);
+            const __m256 q = dot_us8(ax, qtype == Q4_1 ? qy : _mm256_sign_epi8(qy, qx));
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r), q, acc[r]);
         }
     }
     float sm[8];
     _mm256_storeu_ps(sm, summs);
-    for (int i = 0; i < 8; i++) {
-        const float v = qtype == Q4_1 ? hsum_float_8(acc[i]) + sm[i] : hsum_float_8(acc[i]);
-        y[(i & 3) * ystride + (i >> 2)] = v;
-    }
+    for (int r = 0; r < 8; r++) y[r * ystride] = qtype == Q4_1 ? hsum_float_8(acc[r]) + sm[r] : hsum_float_8(acc[r]);
 }
 
 static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8_t *w, int64_t n, int64_t k,
@@ -153,21 +142,15 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
                                                           int64_t m, float *y) {
     const int64_t nb = k / 32, row_bytes = nb * BLOCK_BYTES[qtype];
 #pragma omp for schedule(static)
-    for (int64_t jp = 0; jp < (n + 1) / 2; jp++) {  // weight rows in pairs (the last may be alone)
-        const int64_t j = 2 * jp;
+    for (int64_t j = 0; j < n; j++) {
         const uint8_t *wj = w + j * row_bytes;
         int64_t r = 0;
-        if (j + 1 < n)
-            for (; r + 4 <= m; r += 4)
-                dot_tile(qtype, wj, wj + row_bytes, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + j, n);
-        for (int64_t jj = j; jj < j + 2 && jj < n; jj++) {
-            const uint8_t *wjj = w + jj * row_bytes;
-            int64_t rr = r;
-            for (; rr + 4 <= m; rr += 4)
-                dot_rows(qtype, 4, wjj, xq + rr * k, xd + rr, xs ? xs + rr : NULL, m, nb, k, y + rr * n + jj, n);
-            for (; rr < m; rr++)
-                dot_rows(qtype, 1, wjj, xq + rr * k, xd + rr, xs ? xs + rr : NULL, m, nb, k, y + rr * n + jj, n);
-        }
+        for (; r + 8 <= m; r += 8)
+            dot_rows8(qtype, wj, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + j, n);
+        for (; r + 4 <= m; r += 4)
+            dot_rows(qtype, 4, wj, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + j, n);
+        for (; r < m; r++)
+            dot_rows(qtype, 1, wj, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + j, n);
     }
 }
 
