@@ -89,10 +89,14 @@ def test_batched_chunks_get_their_own_kernels(qwen: GGUFFile, qtype: str) -> Non
 
 
 @pytest.mark.parametrize(("qtype", "repacked"), [("Q6_K", None), ("Q4_K", True)])
-@pytest.mark.parametrize("rows", [1, 3, 6, 8, 13, 16, 44])
-def test_c_kernels_equal_the_torch_forms(qwen: GGUFFile, qtype: str, repacked: bool | None, rows: int) -> None:
+@pytest.mark.parametrize(("rows", "decodes"), [(1, False), (3, False), (6, False), (8, False), (13, False),
+                                               (16, False), (44, False), (13, True), (20, True)])  # fmt: skip
+def test_c_kernels_equal_the_torch_forms(
+    qwen: GGUFFile, qtype: str, repacked: bool | None, rows: int, decodes: bool
+) -> None:
     """The C kernels (`c_form`, used wherever a compiler is) and the torch forms (the fallback)
-    give the same bits, for every row count that switches ggml's kernel."""
+    give the same bits, for every row count that switches ggml's kernel: one chunk of `rows`
+    rows, or `rows` one-row chunks (decodes, which C runs 8 rows at a time)."""
     from brainwork.numerics import native
 
     if not native.available():
@@ -101,4 +105,6 @@ def test_c_kernels_equal_the_torch_forms(qwen: GGUFFile, qtype: str, repacked: b
     c_mod, torch_mod = _linear(raw, qtype, repacked), _linear(raw, qtype, repacked, c=False)
     assert c_mod.c_form is not None and torch_mod.c_form is None
     x = torch.from_numpy(_activations(rows, k, 40 + rows))
-    assert torch.equal(c_mod(x), torch_mod(x))
+    sizes = [1] * rows if decodes else [rows]
+    with chunk_rows(sizes, [True] * len(sizes)):
+        assert torch.equal(c_mod(x), torch_mod(x))

@@ -429,6 +429,16 @@ static inline int32_t hsum_i32_8(__m256i v) {
     return _mm_cvtsi128_si32(t);
 }
 
+// Q6_K vec_dot's lane offsets: lane l = 32 * (bsum[2l] s[2l] + bsum[2l+1] s[2l+1]), from 8 + 8
+// products whose pairs hadd adds (its lane order 0 1 4 5 | 2 3 6 7 put back by the permute)
+static inline __m256i q6_offsets(const int32_t *bsum, const int8_t *s) {
+    const __m256i p0 = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)bsum),
+                                          _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)s)));
+    const __m256i p1 = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(bsum + 8)),
+                                          _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(s + 8))));
+    return _mm256_slli_epi32(_mm256_permute4x64_epi64(_mm256_hadd_epi32(p0, p1), 0xD8), 5);
+}
+
 // ggml_vec_dot_q6_K_q8_K: lane l of a super-block = sum over values p with (p % 32) / 4 == l of
 // q * q8 * scale (q unsigned 0..63) - 32 * (bsum[2l] scale[2l] + bsum[2l+1] scale[2l+1]);
 // acc = fma(d_y * d_w, lanes, acc) block after block, then hsum.
@@ -442,10 +452,7 @@ static float dot_q6_k(const uint8_t *codes, const int8_t *sc, const float *dw, c
         for (int g = 0; g < 8; g++)  // 32 values; int16 lanes 0..7 take scale 2g, 8..15 scale 2g + 1
             sumi = _mm256_add_epi32(sumi, scaled_dot32(c + 32 * g, y + 32 * g,
                                                        _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]))));
-        int32_t off[8];
-        for (int l = 0; l < 8; l++)
-            off[l] = 32 * (bsum16[16 * b + 2 * l] * s[2 * l] + bsum16[16 * b + 2 * l + 1] * s[2 * l + 1]);
-        sumi = _mm256_sub_epi32(sumi, _mm256_loadu_si256((const __m256i *)off));
+        sumi = _mm256_sub_epi32(sumi, q6_offsets(bsum16 + 16 * b, s));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dy[b] * dw[b]), _mm256_cvtepi32_ps(sumi), acc);
     }
     return hsum_float_8(acc);
@@ -524,8 +531,8 @@ static inline __m256i fold8_i32(const __m256i v[8]) {
 // and the 16-value sums transposed, so that one load gives a value of all 8 rows.
 typedef struct {
     const int8_t *q8;  // (m, k)
-    const float *dyt;
-    const int32_t *bst;
+    const float *dyt, *dy;
+    const int32_t *bst, *bs;
     int64_t m, k;
 } Rows8;
 
@@ -590,6 +597,34 @@ static inline __attribute__((always_inline)) __m256 kq_rows8(int kind, const uin
     return _mm256_sub_ps(acc, acc_min);  // Q6_K: acc_min stays 0 (x - 0 = x)
 }
 
+// Q6_K's one-row vec_dot for rows r..r+7 against one weight row: each row keeps its own 8 float
+// lanes (acc[i]) as dot_q6_k does; the codes of a super-block are loaded once for all 8.
+static inline void q6_vec_rows8(const uint8_t *cj, const int8_t *sj, const float *dj, const Rows8 *R, int64_t r,
+                                float *y, int64_t ystride) {
+    const int64_t nb = R->k / 256;
+    __m256 acc[8];
+    __m256i v[8];
+    for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *s = sj + 16 * b, *y8 = R->q8 + r * R->k + 256 * b;
+        for (int i = 0; i < 8; i++) v[i] = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++) {
+            const __m256i cg = _mm256_loadu_si256((const __m256i *)(cj + 256 * b + 32 * g));
+            const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]));
+            for (int i = 0; i < 8; i++) {
+                const __m256i yi = _mm256_loadu_si256((const __m256i *)(y8 + i * R->k + 32 * g));
+                v[i] = _mm256_add_epi32(v[i], _mm256_madd_epi16(_mm256_maddubs_epi16(cg, yi), scl));
+            }
+        }
+        for (int i = 0; i < 8; i++) {
+            const int64_t row = r + i;
+            const __m256i sumi = _mm256_sub_epi32(v[i], q6_offsets(R->bs + row * nb * 16 + 16 * b, s));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(R->dy[row * nb + b] * dj[b]), _mm256_cvtepi32_ps(sumi), acc[i]);
+        }
+    }
+    for (int i = 0; i < 8; i++) y[i * ystride] = hsum_float_8(acc[i]);
+}
+
 // y (m, n) = x (m, k) times a Q6_K (qtype 6) or repacked Q4_K (qtype 4) weight, every activation
 // row on its own (one-row chunks; Q6_K below ggml's tiled-kernel row count; Q4_K below 4 rows).
 // codes (n, k) uint8; scales (n, k/256, 16) int8 for Q6_K, (n, k/256, 8) uint8 for Q4_K with mins
@@ -608,11 +643,10 @@ static void kquant_team(int qtype, const uint8_t *codes, const void *scales, con
         for (int64_t b = 0; b < nb; b++) dyt[b * m + r] = dy[r * nb + b];
         for (int64_t i = 0; i < nb * 16; i++) bst[i * m + r] = bs[r * nb * 16 + i];
     }
-    // kernel of the 8-row tiles: 4 = Q4_K gemv, 5 = Q4_K gemm, 6 = Q6_K tiled; Q6_K's one-row
-    // vec_dot keeps float lanes per pair, so it has no tile
-    const int kind = qtype == 4 ? (mode ? 5 : 4) : mode ? 6 : 0;
-    const int64_t tiled = kind ? m / 8 * 8 : 0;
-    const Rows8 R = {q8, dyt, bst, m, k};
+    // kernel of the 8-row tiles: 4 = Q4_K gemv, 5 = Q4_K gemm, 6 = Q6_K tiled, 7 = Q6_K vec_dot
+    const int kind = qtype == 4 ? (mode ? 5 : 4) : mode ? 6 : 7;
+    const int64_t tiled = m / 8 * 8;
+    const Rows8 R = {q8, dyt, dy, bst, bs, m, k};
     // rows in blocks of 16 (their Q8_K codes stay in L1/L2 while every weight row passes); static
     // schedule: each thread takes the same weight rows in every block, so no barrier between them
     for (int64_t r0 = 0; r0 < tiled; r0 += 16) {
@@ -626,6 +660,10 @@ static void kquant_team(int qtype, const uint8_t *codes, const void *scales, con
             const float *dminj = qtype == 4 ? dmin + j * nb : NULL;
             float out[8];
             for (int64_t r = r0; r < r1; r += 8) {
+                if (kind == 7) {
+                    q6_vec_rows8(cj, (const int8_t *)sj, d + j * nb, &R, r, y + r * n + j, n);
+                    continue;
+                }
                 switch (kind) {  // one inlined copy per kernel
                     case 4: _mm256_storeu_ps(out, kq_rows8(4, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
                     case 5: _mm256_storeu_ps(out, kq_rows8(5, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
