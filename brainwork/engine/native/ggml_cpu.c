@@ -540,6 +540,21 @@ static inline __m256i bsum8(const Rows8 *R, int64_t i, int64_t r) {
     return _mm256_loadu_si256((const __m256i *)(R->bst + i * R->m + r));
 }
 
+// Q6_K: the int32 lanes of sum scale * q * q8 over one super-block, for rows y, y + k, ..., y + 7k
+// against the codes c (v[i] for row i; each lane as scaled_dot32 gives it).
+static inline __attribute__((always_inline)) void q6_ints8(const uint8_t *c, const int8_t *s, const int8_t *y,
+                                                          int64_t k, __m256i v[8]) {
+    for (int i = 0; i < 8; i++) v[i] = _mm256_setzero_si256();
+    for (int g = 0; g < 8; g++) {
+        const __m256i cg = _mm256_loadu_si256((const __m256i *)(c + 32 * g));
+        const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]));
+        for (int i = 0; i < 8; i++) {
+            const __m256i yi = _mm256_loadu_si256((const __m256i *)(y + i * k + 32 * g));
+            v[i] = _mm256_add_epi32(v[i], _mm256_madd_epi16(_mm256_maddubs_epi16(cg, yi), scl));
+        }
+    }
+}
+
 // One weight row against rows r..r+7; each lane runs its pair's one-row recipe (the same ints,
 // the same float steps in the same order) with the weight codes loaded once for all 8.
 // Q4_K gemv: acc = fma(I, d_w d_y, acc), acc_min = fma(Imin, dmin_w d_y, acc_min) per super-block;
@@ -556,16 +571,8 @@ static inline __attribute__((always_inline)) __m256 kq_rows8(int kind, const uin
         const __m256 dy = _mm256_loadu_ps(R->dyt + b * R->m + r);
         if (kind == 6) {  // Q6_K tiled: S1 = sum scale * q * q8 - 32 * sum scale * bsum16
             const int8_t *s = (const int8_t *)scales + 16 * b;
-            for (int i = 0; i < 8; i++) v[i] = _mm256_setzero_si256();
+            q6_ints8(c, s, y, R->k, v);
             __m256i off = _mm256_setzero_si256();
-            for (int g = 0; g < 8; g++) {
-                const __m256i cg = _mm256_loadu_si256((const __m256i *)(c + 32 * g));
-                const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]));
-                for (int i = 0; i < 8; i++) {
-                    const __m256i yi = _mm256_loadu_si256((const __m256i *)(y + i * R->k + 32 * g));
-                    v[i] = _mm256_add_epi32(v[i], _mm256_madd_epi16(_mm256_maddubs_epi16(cg, yi), scl));
-                }
-            }
             for (int i = 0; i < 16; i++)
                 off = _mm256_add_epi32(off, _mm256_mullo_epi32(bsum8(R, 16 * b + i, r), _mm256_set1_epi32(s[i])));
             const __m256i s1 = _mm256_sub_epi32(fold8_i32(v), _mm256_slli_epi32(off, 5));
@@ -606,16 +613,8 @@ static inline void q6_vec_rows8(const uint8_t *cj, const int8_t *sj, const float
     __m256i v[8];
     for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const int8_t *s = sj + 16 * b, *y8 = R->q8 + r * R->k + 256 * b;
-        for (int i = 0; i < 8; i++) v[i] = _mm256_setzero_si256();
-        for (int g = 0; g < 8; g++) {
-            const __m256i cg = _mm256_loadu_si256((const __m256i *)(cj + 256 * b + 32 * g));
-            const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]));
-            for (int i = 0; i < 8; i++) {
-                const __m256i yi = _mm256_loadu_si256((const __m256i *)(y8 + i * R->k + 32 * g));
-                v[i] = _mm256_add_epi32(v[i], _mm256_madd_epi16(_mm256_maddubs_epi16(cg, yi), scl));
-            }
-        }
+        const int8_t *s = sj + 16 * b;
+        q6_ints8(cj + 256 * b, s, R->q8 + r * R->k + 256 * b, R->k, v);
         for (int i = 0; i < 8; i++) {
             const int64_t row = r + i;
             const __m256i sumi = _mm256_sub_epi32(v[i], q6_offsets(R->bs + row * nb * 16 + 16 * b, s));
@@ -630,22 +629,25 @@ static inline void q6_vec_rows8(const uint8_t *cj, const int8_t *sj, const float
 // codes (n, k) uint8; scales (n, k/256, 16) int8 for Q6_K, (n, k/256, 8) uint8 for Q4_K with mins
 // alike; d, dmin (n, k/256) float32. Returns 0, -1 on a bad argument, -2 when out of memory.
 // mode 1 runs ggml's multi-row kernel instead: Q6_K's tiled matmul (a chunk of 8+ rows), Q4_K's
-// gemm (rows in groups of 4; m must be a multiple of 4). q8, dy, bs: scratch for the Q8_K
-// activations, (m, k), (m, k/256), (m, k/16).
+// gemm (rows in groups of 4; m must be a multiple of 4). Either way rows go 8 at a time where
+// there are 8 (same bits). q8, dy, bs: scratch for the Q8_K activations, (m, k), (m, k/256),
+// (m, k/16); dyt, bst: dy and bs transposed for the 8-row tiles.
 static void kquant_team(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
                         const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode,
                         int8_t *q8, float *dy, int32_t *bs, float *dyt, int32_t *bst) {
     const int64_t nb = k / 256;
     const int mat4 = mode && qtype == 4;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; r++) {
-        quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16, mat4);
-        for (int64_t b = 0; b < nb; b++) dyt[b * m + r] = dy[r * nb + b];
-        for (int64_t i = 0; i < nb * 16; i++) bst[i * m + r] = bs[r * nb * 16 + i];
-    }
     // kernel of the 8-row tiles: 4 = Q4_K gemv, 5 = Q4_K gemm, 6 = Q6_K tiled, 7 = Q6_K vec_dot
     const int kind = qtype == 4 ? (mode ? 5 : 4) : mode ? 6 : 7;
     const int64_t tiled = m / 8 * 8;
+    const int transposed = tiled && kind != 7;  // only kq_rows8 reads dyt and bst
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < m; r++) {
+        quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16, mat4);
+        if (!transposed) continue;
+        for (int64_t b = 0; b < nb; b++) dyt[b * m + r] = dy[r * nb + b];
+        for (int64_t i = 0; i < nb * 16; i++) bst[i * m + r] = bs[r * nb * 16 + i];
+    }
     const Rows8 R = {q8, dyt, dy, bst, bs, m, k};
     // rows in blocks of 16 (their Q8_K codes stay in L1/L2 while every weight row passes); static
     // schedule: each thread takes the same weight rows in every block, so no barrier between them
@@ -660,11 +662,8 @@ static void kquant_team(int qtype, const uint8_t *codes, const void *scales, con
             const float *dminj = qtype == 4 ? dmin + j * nb : NULL;
             float out[8];
             for (int64_t r = r0; r < r1; r += 8) {
-                if (kind == 7) {
-                    q6_vec_rows8(cj, (const int8_t *)sj, d + j * nb, &R, r, y + r * n + j, n);
-                    continue;
-                }
                 switch (kind) {  // one inlined copy per kernel
+                    case 7: q6_vec_rows8(cj, (const int8_t *)sj, d + j * nb, &R, r, y + r * n + j, n); continue;
                     case 4: _mm256_storeu_ps(out, kq_rows8(4, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
                     case 5: _mm256_storeu_ps(out, kq_rows8(5, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
                     default: _mm256_storeu_ps(out, kq_rows8(6, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
