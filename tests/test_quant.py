@@ -39,7 +39,7 @@ def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got - want).abs().max() / want.abs().max()).item()
 
 
-@pytest.mark.parametrize("shape", [(32, 32), (192, 576), (96, 1536), (4864, 64)])
+@pytest.mark.parametrize("shape", [(64, 32), (192, 576), (128, 1536), (4864, 64)])  # rows: whole 32 or 64 tiles
 def test_pack_int4_is_torch_layout(shape: tuple[int, int]) -> None:
     codes = torch.randint(0, 16, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ref = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), 1)
@@ -57,7 +57,7 @@ def _random_q4k(rows: int, cols: int) -> np.ndarray:
     return raw
 
 
-def _blocks(qtype: T, rows: int = 96, cols: int = 512) -> np.ndarray:
+def _blocks(qtype: T, rows: int = 128, cols: int = 512) -> np.ndarray:
     if qtype == T.Q4_K:
         return _random_q4k(rows, cols)
     w = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
@@ -120,7 +120,7 @@ def test_real_q4k_and_q6k_tensors(qwen_gguf: Path) -> None:
 
 
 def test_float_requantization() -> None:
-    w = torch.randn(96, 128, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(128, 128, generator=torch.Generator().manual_seed(0))
     q4 = QuantLinear.int4(*int4_from_float(w))
     q8 = QuantLinear.int8(*int8_from_float(w))
     # group-32 min/max 4-bit: error <= half a step of (max - min) / 15; int8: half of max / 127
@@ -128,6 +128,7 @@ def test_float_requantization() -> None:
     assert (q8.dequantize() - w).abs().max() < w.abs().max() / 127
 
 
+_WHOLE_TILES = {"intermediate_size": 128, "num_key_value_heads": 4}
 _MIXED = {"attn_q": T.Q4_0, "attn_k": T.Q4_0, "attn_v": T.Q5_0, "attn_output": T.Q4_1, "ffn_up": T.Q4_1}
 
 
@@ -140,7 +141,8 @@ def _mixed_type(name: str) -> T:
 def test_tiny_mixed_gguf_same_logits_as_float(tied: bool, tmp_path: Path) -> None:
     """A file with Q4_0, Q4_1, Q5_0 and Q8_0 tensors (and a tied head reading token_embd's Q8_0
     blocks): packed weights give the float model's logits within 2% of their range."""
-    ref = make_checkpoint(tmp_path / "hf", "llama", tie_word_embeddings=tied)
+    # every output width a multiple of 64: whole int4 tiles on AVX2 (32 rows) and AVX-512 (64) alike
+    ref = make_checkpoint(tmp_path / "hf", "llama", tie_word_embeddings=tied, **_WHOLE_TILES)
     path = tmp_path / "mixed.gguf"
     write_llama_gguf(path, ref, T.Q8_0, qtype_for=_mixed_type)
     resolved = resolve_model(str(path))
@@ -163,7 +165,7 @@ def test_tiny_mixed_gguf_same_logits_as_float(tied: bool, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_safetensors_model_quantized(mode: str, tmp_path: Path) -> None:
-    make_checkpoint(tmp_path, "qwen2")
+    make_checkpoint(tmp_path, "qwen2", **_WHOLE_TILES)
     resolved = resolve_model(str(tmp_path))
     q = load_decoder(resolved, progress=False, quantization=mode)
     f = load_decoder(resolved, progress=False, quantization="none")

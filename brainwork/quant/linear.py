@@ -15,10 +15,10 @@ import threading
 import torch
 from torch import nn
 
-from brainwork.quant.packing import GROUP, dequantize_int4, pack_int4, scales_zeros
+from brainwork.quant.packing import GROUP, dequantize_int4, int4_tile, pack_int4, scales_zeros
 
 _KERNEL_DTYPE = torch.bfloat16
-_DENSE_SLICE = 8192  # output rows dequantized at a time on the dense path (a multiple of 32)
+_DENSE_SLICE = 8192  # output rows dequantized at a time on the dense path (a multiple of any int4 tile)
 _local = threading.local()  # the dense path's weight buffer: one per thread, shared by every layer
 
 
@@ -57,7 +57,7 @@ class QuantLinear(nn.Module):
 
     @staticmethod
     def supports_int4(out_features: int, in_features: int) -> bool:
-        return out_features % 32 == 0 and in_features % GROUP == 0
+        return out_features % int4_tile() == 0 and in_features % GROUP == 0
 
     def dequantize(
         self, rows: slice = slice(None), dtype: torch.dtype = torch.float32, out: torch.Tensor | None = None

@@ -3,34 +3,54 @@
 int4 (group size 32): `packed (N, K/2) uint8` and `scales_zeros (K/32, N, 2)` with
 `w[n, k] = (q[n, k] - 8) * scale[k/32, n] + zero[k/32, n]` (checked against the kernel in
 tests/test_quant.py). The CPU layout, as `_convert_weight_to_int4pack_for_cpu` writes it: output
-rows in tiles of 32; within a tile, for each k, 16 bytes whose low nibble is row j and high nibble
-row j + 16. We pack and unpack it here directly on uint8, in row slices, because the op wants an
-int32 `(N, K)` copy first (545 MB for Qwen's 152k x 896 output matrix).
+rows in tiles of T (torch's vector width x 4: 32 with AVX2, 64 with AVX-512, chosen by the CPU
+torch runs on); within a tile, for each k, T/2 bytes whose low nibble is row j and high nibble row
+j + T/2. We pack and unpack it here directly on uint8, in row slices, because the op wants an int32
+`(N, K)` copy first (545 MB for Qwen's 152k x 896 output matrix). T is read off the op itself once
+(`int4_tile`), so a machine with other vectors gets the layout its kernel reads.
 
 int8: `weight (N, K) int8` and per-row `scales (N,)`, `w = q * scale` (symmetric).
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 GROUP = 32  # int4 group size: GGUF's block size
-_TILE = 32  # int4 packed output rows per tile
 _SLICE_ROWS = 4096  # rows converted at a time, so temporaries stay small next to big matrices
 
 
-def pack_int4(codes: torch.Tensor) -> torch.Tensor:
-    """codes `(N, K)` uint8 in 0..15 (N, K multiples of 32) -> packed `(N, K/2)` uint8."""
+@functools.cache
+def int4_tile() -> int:
+    """Output rows per tile of torch's packed int4 form on this CPU: the candidate whose layout
+    `_convert_weight_to_int4pack_for_cpu` reproduces on a probe of 64 rows."""
+    codes = (torch.arange(64 * GROUP) * 7 % 16).to(torch.uint8).view(64, GROUP)
+    ref = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), 1)
+    for tile in (64, 32, 16):
+        if torch.equal(_pack(codes, tile), ref):
+            return tile
+    raise RuntimeError("torch's int4 CPU packing has a layout this version of brainwork does not know")
+
+
+def _pack(codes: torch.Tensor, tile: int) -> torch.Tensor:
     n, k = codes.shape
-    t = codes.view(n // _TILE, 2, _TILE // 2, k)  # (tiles, lo/hi half, 16, K)
-    packed = t[:, 0] | (t[:, 1] << 4)  # (tiles, 16, K)
-    return packed.transpose(1, 2).contiguous().view(n, k // 2)  # (tiles, K, 16) -> (N, K/2)
+    t = codes.view(n // tile, 2, tile // 2, k)  # (tiles, lo/hi half, T/2, K)
+    packed = t[:, 0] | (t[:, 1] << 4)  # (tiles, T/2, K)
+    return packed.transpose(1, 2).contiguous().view(n, k // 2)  # (tiles, K, T/2) -> (N, K/2)
+
+
+def pack_int4(codes: torch.Tensor) -> torch.Tensor:
+    """codes `(N, K)` uint8 in 0..15 (N a multiple of `int4_tile()`, K of 32) -> packed `(N, K/2)`."""
+    return _pack(codes, int4_tile())
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """packed `(N, K/2)` -> codes `(N, K)` uint8 (the inverse of `pack_int4`)."""
     n, half = packed.shape
-    t = packed.view(n // _TILE, 2 * half, _TILE // 2).transpose(1, 2)  # (tiles, 16, K)
+    tile = int4_tile()
+    t = packed.view(n // tile, 2 * half, tile // 2).transpose(1, 2)  # (tiles, T/2, K)
     return torch.stack([t & 0x0F, t >> 4], dim=1).reshape(n, 2 * half)
 
 
