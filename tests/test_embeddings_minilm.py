@@ -2,7 +2,8 @@
 
 The packaged folder is a sentence-transformers folder (mean pooling, Normalize, max_seq_length
 256), so `EncoderRunner.embed` must reproduce `SentenceTransformer.encode` including the
-truncation of an input longer than 256 tokens. Criterion: cosine >= 0.9999 for every sentence.
+truncation of an input longer than 256 tokens. Criterion: cosine >= 0.9999 for every sentence
+in float32; >= 0.999 in bfloat16, the default where the CPU computes bfloat16 natively.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from brainwork.engine.encoder import EncoderRunner
+from brainwork.engine.encoder import EncoderRunner, encoder_dtype, native_bfloat16
+from brainwork.pipelines import pipeline
 
 MIN_COSINE = 0.9999
+MIN_COSINE_BF16 = 0.999  # the issue's bar for a faster dtype; measured 0.99990 on these sentences
 
 _BASE = [
     "The cat sat on the mat.",
@@ -85,6 +88,25 @@ def test_embeddings_match_sentence_transformers(runner: EncoderRunner, reference
     worst = int(cosine.argmin())
     assert cosine.min().item() >= MIN_COSINE, f"sentence {worst} {sentences[worst][:60]!r}: {cosine[worst]}"
     assert torch.allclose(ours.norm(dim=1), torch.ones(len(sentences)), atol=1e-5)  # Normalize module
+
+
+def test_bfloat16_embeddings_stay_within_0999_cosine(minilm_dir: Path, reference) -> None:
+    sentences = _sentences()
+    ours = EncoderRunner(minilm_dir, dtype="bfloat16").embed(sentences).float()
+    want = torch.from_numpy(reference.encode(sentences, convert_to_numpy=True))
+    cosine = torch.nn.functional.cosine_similarity(ours, want, dim=1)
+    print(f"bfloat16: min cosine {cosine.min().item():.6f}")
+    assert MIN_COSINE_BF16 <= cosine.min().item() < 1 - 1e-7  # near, and really not float32
+
+
+def test_the_embedding_pipeline_picks_bfloat16_only_where_the_cpu_has_it(minilm_dir: Path) -> None:
+    want = torch.bfloat16 if native_bfloat16() else torch.float32
+    assert encoder_dtype("auto") == want
+    assert pipeline("sentence-embeddings", model=str(minilm_dir)).runner.dtype == want
+    assert pipeline("sentence-embeddings", model=str(minilm_dir), dtype="float32").runner.dtype == torch.float32
+    assert EncoderRunner(minilm_dir).dtype == torch.float32  # classifiers and features stay exact
+    with pytest.raises(ValueError, match="dtype: expected auto"):
+        encoder_dtype("float8")
 
 
 def test_token_features_match_sentence_transformers(runner: EncoderRunner, reference) -> None:

@@ -67,6 +67,20 @@ class EncoderLayer(nn.Module):
         self.down = nn.Linear(cfg.intermediate_size, h)
         self.mlp_norm = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
         self.act = get_activation(cfg.hidden_act)
+        self.qkv: nn.Linear | None = None  # q, k, v stacked (3H, H), made by `fuse` after loading
+
+    def fuse(self) -> None:
+        """Stack q, k and v into one projection. Their own modules stay (`first_only` projects the
+        queries of one position only) as views of the stacked tensors: no second copy."""
+        h = self.q.in_features
+        qkv = nn.Linear(h, 3 * h, device="meta")
+        parts = (self.q, self.k, self.v)
+        qkv.weight = nn.Parameter(torch.cat([m.weight for m in parts]), requires_grad=False)  # (3H, H)
+        qkv.bias = nn.Parameter(torch.cat([m.bias for m in parts]), requires_grad=False)  # (3H,)
+        for i, m in enumerate(parts):
+            m.weight = nn.Parameter(qkv.weight[i * h : (i + 1) * h], requires_grad=False)
+            m.bias = nn.Parameter(qkv.bias[i * h : (i + 1) * h], requires_grad=False)
+        self.qkv = qkv
 
     def forward(self, x: torch.Tensor, attend: torch.Tensor, first_only: bool = False) -> torch.Tensor:
         """x (B, T, H); attend (B, 1, 1, T) bool, True where a key is a real token.
@@ -78,10 +92,14 @@ class EncoderLayer(nn.Module):
         xq = x[:, :1] if first_only else x  # (B, Tq, H)
         tq = xq.shape[1]
 
-        def heads(proj: nn.Linear, src: torch.Tensor, n: int) -> torch.Tensor:
-            return proj(src).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B,nh,n,hd)
+        def heads(y: torch.Tensor, n: int) -> torch.Tensor:  # (B, n, H) -> (B, nh, n, hd)
+            return y.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
-        q, k, v = heads(self.q, xq, tq), heads(self.k, x, t), heads(self.v, x, t)
+        if self.qkv is not None and not first_only:
+            # one matmul of width 3H instead of three of H: fewer, larger GEMMs run nearer peak
+            q, k, v = (heads(y, t) for y in self.qkv(x).split(h, dim=-1))
+        else:
+            q, k, v = heads(self.q(xq), tq), heads(self.k(x), t), heads(self.v(x), t)
         attn = F.scaled_dot_product_attention(q, k, v, attend)
         attn = attn.transpose(1, 2).reshape(b, tq, h)  # (B, Tq, H)
         xq = self.attn_norm(xq + self.o(attn))
@@ -189,3 +207,5 @@ class BertEncoder(nn.Module):
             raise ModelFormatError(
                 f"checkpoint leaves {len(missing)} {self.config.model_type} parameter(s) unloaded: {shown}"
             )
+        for layer in self.layers:
+            layer.fuse()

@@ -22,10 +22,12 @@ def load_encoder(model: str | None, **kwargs: Any) -> EncoderRunner:
 
 
 class SentenceEmbeddingsPipeline:
-    """One pooled vector per input, normalised when the model says so (as sentence-transformers)."""
+    """One pooled vector per input, normalised when the model says so (as sentence-transformers).
+    `dtype` defaults to "auto": bfloat16 on CPUs that compute it natively (about twice as fast,
+    cosine >= 0.9998 to the float32 vectors), float32 elsewhere; `dtype="float32"` for exact ones."""
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
-        self.runner = load_encoder(model, **kwargs)
+        self.runner = load_encoder(model, **{"dtype": "auto", **kwargs})
 
     def __call__(self, inputs: str | list[str], normalize: bool | None = None) -> np.ndarray:
         texts, single = as_text_list(inputs)

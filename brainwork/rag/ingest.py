@@ -38,7 +38,7 @@ class Embedder:
         if runner is None:
             from brainwork.pipelines.embeddings import load_encoder
 
-            runner = load_encoder(model)
+            runner = load_encoder(model, dtype="auto")  # bfloat16 where native: see encoder_dtype
         self.runner = runner
         self.name = model or DEFAULT_EMBEDDING_MODEL
         self.dim = runner.config.hidden_size * len(runner.pooling_modes or ("mean",))
