@@ -81,7 +81,7 @@ class ServerState:
         log.info("chat model %s loaded (context %d tokens)", self.chat_name, self.llm.max_model_len)
         if self.embed_name is not None:
             self.encoder = load_encoder(self.embed_name, dtype="auto")  # bfloat16 where the CPU has it
-            log.info("embedding model %s loaded", self.embed_name)
+            log.info("embedding model %s loaded (%s)", self.embed_name, str(self.encoder.dtype).removeprefix("torch."))
         shared = {self.embed_name: self.encoder} if self.encoder is not None and self.embed_name else {}
         self.tasks = TaskModels.load(self.classifier_name, self.rerank_name, shared)
         self.engine = AsyncLLMEngine(self.llm.engine)

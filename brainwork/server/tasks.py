@@ -3,7 +3,8 @@
 One classifier model answers /classify: without labels it is the text-classification pipeline
 (a fine-tuned head, chat-model sentiment, or embedding prototypes), with labels the zero-shot
 pipeline on the same weights. One pair model answers /v1/rerank and /v1/score (a cross-encoder,
-or a bi-encoder). Both default to the server's embedding model and share its loaded encoder.
+or a bi-encoder). Both default to the server's embedding model and share its loaded encoder
+where that computes in float32 (where it runs bfloat16, the tasks load their own float32 copy).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import torch
 
 if TYPE_CHECKING:
     from brainwork.engine.encoder import EncoderRunner
@@ -37,17 +40,21 @@ class TaskModels:
         pair_name: str | None,
         shared: dict[str, EncoderRunner],
     ) -> TaskModels:
-        """`shared`: encoders already loaded by name (the embedding model), reused, not reloaded."""
+        """`shared`: encoders already loaded by name (the embedding model), reused, not reloaded,
+        when they compute in float32 as the library's task pipelines do (a bfloat16 embedding
+        encoder would give other scores than `pipeline("text-classification")` on the same text)."""
         from brainwork.pipelines.embeddings import load_encoder
         from brainwork.pipelines.pair_scoring import PairScorer
         from brainwork.pipelines.text_classification import TextClassificationPipeline
         from brainwork.pipelines.zero_shot import ZeroShotClassificationPipeline
         from brainwork.pipelines.zero_shot_encoder import NliZeroShot
 
+        own: dict[str, EncoderRunner] = {n: r for n, r in shared.items() if r.dtype == torch.float32}
+
         def encoder(name: str) -> EncoderRunner:
-            if name not in shared:
-                shared[name] = load_encoder(name)
-            return shared[name]
+            if name not in own:
+                own[name] = load_encoder(name)
+            return own[name]
 
         classifier = zero_shot = pair = None
         zero_shot_error = None
