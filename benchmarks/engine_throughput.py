@@ -10,7 +10,7 @@ request on an idle engine, and the engine's own Python time per step (step wall 
 model forward time, from the engine's counters).
 
     .venv/bin/python benchmarks/engine_throughput.py [--models NAME ...] [--requests 64]
-        [--peers llamacpp transformers] [--hf-batch 16]
+        [--peers llamacpp transformers] [--hf-batch 16] [--dtype float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -87,11 +87,14 @@ def main() -> None:
     ap.add_argument("--peers", nargs="*", default=["llamacpp", "transformers"])
     ap.add_argument("--hf-batch", type=int, default=16, help="transformers' static batch size")
     ap.add_argument("--no-ttft", action="store_true")
+    ap.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16"], help="brainwork's and transformers' (float32)"
+    )
     args = ap.parse_args()
     threads = torch.get_num_threads()
-    print(f"threads: {threads}; {args.requests} requests, prompts 32-512, outputs 32-256, seed 0, greedy")
+    print(f"threads: {threads}; {args.requests} requests, prompts 32-512, outputs 32-256, seed 0, greedy, {args.dtype}")
     for name in args.models:
-        llm = LLM(name, progress=False, max_model_len=2048)
+        llm = LLM(name, progress=False, max_model_len=2048, dtype=args.dtype)
         reqs = draw_requests(args.requests, llm.config.vocab_size, seed=0)
         results = {"brainwork": brainwork_throughput(llm, reqs)}
         ttft = None if args.no_ttft else ttft_busy_vs_idle(llm, llm.config.vocab_size)
@@ -100,7 +103,8 @@ def main() -> None:
         if "llamacpp" in args.peers:
             results["llama.cpp"] = llamacpp_throughput(path, reqs, threads=threads)
         if "transformers" in args.peers:
-            results[f"transformers (batch {args.hf_batch})"] = transformers_throughput(path, reqs, args.hf_batch)
+            hf = transformers_throughput(path, reqs, args.hf_batch, args.dtype)
+            results[f"transformers (batch {args.hf_batch})"] = hf
         ours = results["brainwork"]["tok_s"]
         print(f"\n{name}")
         print(f"{'engine':28} {'seconds':>8} {'out tok/s':>10} {'brainwork / it':>15}")

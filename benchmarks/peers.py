@@ -55,15 +55,17 @@ def llamacpp_throughput(gguf: Path, requests: list[BenchRequest], threads: int =
     return {"seconds": elapsed, "output_tokens": generated, "tok_s": generated / elapsed}
 
 
-def transformers_throughput(gguf: Path, requests: list[BenchRequest], batch_size: int) -> dict[str, float]:
-    """Hugging Face `generate` in static batches (arrival order, left padding), float32 weights
-    dequantized from the same GGUF file. A batch runs until its longest request is done; only each
+def transformers_throughput(
+    gguf: Path, requests: list[BenchRequest], batch_size: int, dtype: str = "float32"
+) -> dict[str, float]:
+    """Hugging Face `generate` in static batches (arrival order, left padding), weights dequantized
+    from the same GGUF file to `dtype`. A batch runs until its longest request is done; only each
     request's own `max_tokens` count as output."""
     import torch
     import transformers
 
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype)
     ).eval()
     pad = 0
     start = time.perf_counter()
