@@ -30,6 +30,7 @@ TextInput = str | tuple[str, str]
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+EMBEDDING_DTYPE = "auto"  # what sentence embeddings run in (pipeline, RAG, /v1/embeddings): see encoder_dtype
 
 
 def native_bfloat16() -> bool:

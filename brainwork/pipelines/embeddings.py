@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from brainwork.catalog import DEFAULT_EMBEDDING_MODEL
-from brainwork.engine.encoder import EncoderRunner
+from brainwork.engine.encoder import EMBEDDING_DTYPE, EncoderRunner
 from brainwork.pipelines.inputs import as_text_list
 from brainwork.store import resolve_model
 
@@ -27,7 +27,7 @@ class SentenceEmbeddingsPipeline:
     cosine >= 0.9998 to the float32 vectors), float32 elsewhere; `dtype="float32"` for exact ones."""
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
-        self.runner = load_encoder(model, **{"dtype": "auto", **kwargs})
+        self.runner = load_encoder(model, **{"dtype": EMBEDDING_DTYPE, **kwargs})
 
     def __call__(self, inputs: str | list[str], normalize: bool | None = None) -> np.ndarray:
         texts, single = as_text_list(inputs)

@@ -71,6 +71,7 @@ class ServerState:
     def load(self) -> None:
         """Load the models and start the engine loop (blocking; call from a thread)."""
         from brainwork.engine.async_engine import AsyncLLMEngine
+        from brainwork.engine.encoder import EMBEDDING_DTYPE
         from brainwork.llm import LLM
         from brainwork.pipelines.embeddings import load_encoder
         from brainwork.server.tasks import TaskModels
@@ -80,7 +81,7 @@ class ServerState:
         self.llm = LLM(self.chat_source, **args)
         log.info("chat model %s loaded (context %d tokens)", self.chat_name, self.llm.max_model_len)
         if self.embed_name is not None:
-            self.encoder = load_encoder(self.embed_name, dtype="auto")  # bfloat16 where the CPU has it
+            self.encoder = load_encoder(self.embed_name, dtype=EMBEDDING_DTYPE)
             log.info("embedding model %s loaded (%s)", self.embed_name, str(self.encoder.dtype).removeprefix("torch."))
         shared = {self.embed_name: self.encoder} if self.encoder is not None and self.embed_name else {}
         self.tasks = TaskModels.load(self.classifier_name, self.rerank_name, shared)
