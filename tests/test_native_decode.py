@@ -50,13 +50,14 @@ def test_too_many_heads_per_kv_head_is_named(kernel: NativeDecode) -> None:
 
 @pytest.mark.parametrize(("hq", "hkv", "d"), [(4, 4, 32), (9, 3, 64), (8, 2, 128), (4, 1, 256), (14, 2, 64)])
 @pytest.mark.parametrize("window", [None, 7, 40])
-def test_kernel_matches_sdpa(kernel: NativeDecode, hq: int, hkv: int, d: int, window: int | None) -> None:
-    gen = torch.Generator().manual_seed(hq * d + (window or 0))
-    bs, num_blocks, batch = 8, 64, 7
+@pytest.mark.parametrize("bs", [8, 3, 16])  # the kernel walks 8-key tiles across block edges
+def test_kernel_matches_sdpa(kernel: NativeDecode, hq: int, hkv: int, d: int, window: int | None, bs: int) -> None:
+    gen = torch.Generator().manual_seed(hq * d + (window or 0) + bs)
+    num_blocks, batch = 64 * 8 // bs, 7
     kc = torch.randn(num_blocks, bs, hkv, d, generator=gen)
     vc = torch.randn(num_blocks, bs, hkv, d, generator=gen)
     lens = torch.tensor([1, 5, 8, 9, 30, 57, 64])  # inside, at and across block edges
-    tables = torch.stack([torch.randperm(num_blocks, generator=gen)[:8] for _ in range(batch)])
+    tables = torch.stack([torch.randperm(num_blocks, generator=gen)[: -(-64 // bs)] for _ in range(batch)])
     rows = torch.tensor([3, 0, 6, 1, 5, 2, 4])  # queries sit anywhere in the flat batch
     q = torch.randn(batch, hq, d, generator=gen)
     out = torch.full_like(q, float("nan"))

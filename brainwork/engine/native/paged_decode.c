@@ -67,22 +67,43 @@ static void attend_one(const float *qh, float *oh, const float *kc, const float 
     for (int64_t x = 0; x < g * c8; x++) acc[x] = _mm256_setzero_ps();
     for (int64_t gi = 0; gi < g; gi++) { m[gi] = -FLT_MAX; l[gi] = 0.f; }
     const float *kt[8], *vt[8];
+    const int64_t row = hkv * d;  // floats from one token's keys to the next token's within a block
     for (int64_t t0 = first; t0 < len; t0 += 8) {
         const int64_t nt = len - t0 < 8 ? len - t0 : 8;
+        // one division per tile, then walk the block (tiles may straddle two blocks)
+        int64_t blk = t0 / bs, off = t0 % bs;
+        const float *kb = kc + (table[blk] * bs * hkv + h) * d, *vb = vc + (table[blk] * bs * hkv + h) * d;
         for (int64_t j = 0; j < 8; j++) {
-            const int64_t t = t0 + (j < nt ? j : 0);  // padding lanes read a valid key, then are masked
-            const int64_t slot = table[t / bs] * bs + t % bs;
-            kt[j] = kc + (slot * hkv + h) * d;
-            vt[j] = vc + (slot * hkv + h) * d;
+            if (j < nt) {
+                if (off == bs) {
+                    off = 0;
+                    blk++;
+                    kb = kc + (table[blk] * bs * hkv + h) * d;
+                    vb = vc + (table[blk] * bs * hkv + h) * d;
+                }
+                kt[j] = kb + off * row;
+                vt[j] = vb + off * row;
+                off++;
+            } else {  // padding lanes read a valid key, then are masked
+                kt[j] = kt[0];
+                vt[j] = vt[0];
+            }
         }
-        // the next tile's keys and values: blocks are scattered, so the hardware prefetcher
-        // cannot see them coming (measured: without this the kernel waits on memory)
-        for (int64_t t = t0 + 24; t < t0 + 32 && t < len; t++) {
-            const int64_t slot = table[t / bs] * bs + t % bs;
-            const char *kn = (const char *)(kc + (slot * hkv + h) * d), *vn = (const char *)(vc + (slot * hkv + h) * d);
-            for (int64_t b = 0; b < d * 4; b += 64) {
-                _mm_prefetch(kn + b, _MM_HINT_T0);
-                _mm_prefetch(vn + b, _MM_HINT_T0);
+        // three tiles ahead, into L2: blocks are scattered, so the hardware prefetcher cannot see
+        // them coming. Measured on 64 sequences of 375 tokens x 30 layers (smollm2 shapes, 2
+        // threads, AVX-512 EPYC): no prefetch 101 ms/step, into L1 (T0) 99-119 ms, into L2 (T2)
+        // 61-62 ms; L1's few fill buffers stall on so many lines in flight.
+        if (t0 + 24 < len) {
+            const int64_t tp = t0 + 24, np = len - tp < 8 ? len - tp : 8;
+            int64_t pb = tp / bs, po = tp % bs;
+            for (int64_t j = 0; j < np; j++, po++) {
+                if (po == bs) { po = 0; pb++; }
+                const int64_t base = ((table[pb] * bs + po) * hkv + h) * d;
+                const char *kn = (const char *)(kc + base), *vn = (const char *)(vc + base);
+                for (int64_t b = 0; b < d * 4; b += 64) {
+                    _mm_prefetch(kn + b, _MM_HINT_T2);
+                    _mm_prefetch(vn + b, _MM_HINT_T2);
+                }
             }
         }
         const __m256 valid = _mm256_cmp_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_ps((float)nt), _CMP_LT_OQ);
@@ -108,11 +129,15 @@ static void attend_one(const float *qh, float *oh, const float *kc, const float 
             l[gi] += hsum8(e);
             _mm256_storeu_ps(p + gi * 8, e);
         }
-        for (int64_t j = 0; j < nt; j++) {
-            for (int64_t c = 0; c < c8; c++) {
-                const __m256 v = _mm256_loadu_ps(vt[j] + 8 * c);
-                for (int64_t gi = 0; gi < g; gi++)
-                    acc[gi * c8 + c] = _mm256_fmadd_ps(_mm256_set1_ps(p[gi * 8 + j]), v, acc[gi * c8 + c]);
+        // p . V: each accumulator is loaded and stored once per tile (acc lives in memory: its
+        // size is known only at run time), the tile's 8 values streamed through it
+        for (int64_t c = 0; c < c8; c++) {
+            __m256 v[8];
+            for (int64_t j = 0; j < 8; j++) v[j] = _mm256_loadu_ps(vt[j] + 8 * c);  // masked lanes: p = 0
+            for (int64_t gi = 0; gi < g; gi++) {
+                __m256 a = acc[gi * c8 + c];
+                for (int64_t j = 0; j < 8; j++) a = _mm256_fmadd_ps(_mm256_set1_ps(p[gi * 8 + j]), v[j], a);
+                acc[gi * c8 + c] = a;
             }
         }
     }
