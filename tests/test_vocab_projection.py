@@ -16,7 +16,7 @@ def _ops(fn) -> set[str]:
     return {e.key for e in prof.key_averages()}
 
 
-@pytest.mark.skipif(not vocab._ONEDNN, reason="this torch build has no oneDNN")
+@pytest.mark.skipif(not vocab.ONEDNN, reason="this torch build has no oneDNN")
 @pytest.mark.parametrize("rows", [1, 8, 64])
 def test_float_head_runs_on_onednn_and_matches_linear(rows: int) -> None:
     gen = torch.Generator().manual_seed(rows)

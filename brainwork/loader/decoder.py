@@ -16,6 +16,7 @@ from brainwork.models.base import materialize_buffers
 from brainwork.models.config import ModelConfig
 from brainwork.models.registry import decoder_class
 from brainwork.numerics.apply import ggml_weight_stream, to_ggml_numerics
+from brainwork.quant.float_linear import float_linears
 from brainwork.quant.modes import check_quantization
 from brainwork.quant.transform import fuse_projections, gguf_weight_stream, quantize_linears
 from brainwork.store import ResolvedModel
@@ -50,8 +51,13 @@ def load_decoder(
         loaded = _load_hf(resolved, dtype, progress)
         if quantization in ("int8", "int4"):
             loaded.kept = quantize_linears(loaded.model, quantization)
-    if quantization != "none":
-        loaded.kept["fused groups"] = fuse_projections(loaded.model)
+    counts = {
+        "fused groups": fuse_projections(loaded.model),
+        # float32 matrices (all of them with "none"; else the head, odd widths) on the fastest
+        # CPU path per batch size (brainwork.quant.float_linear)
+        "float32 fast path": float_linears(loaded.model),
+    }
+    loaded.kept.update({k: n for k, n in counts.items() if n})
     return loaded
 
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def project(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """`head(hidden)` for hidden `(M, H)` -> `(M, V)`; through oneDNN for a plain float32
     `nn.Linear` without bias, else the module's own forward (quantized heads keep their kernels)."""
     if (
-        _ONEDNN
+        ONEDNN
         and type(head) is nn.Linear
         and head.bias is None
         and head.weight.dtype == torch.float32

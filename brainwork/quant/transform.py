@@ -126,12 +126,32 @@ def quantize_linears(model: nn.Module, mode: str) -> dict[str, int]:
     return counts
 
 
-def _concat(parts: list[nn.Module]) -> QuantLinear | None:
-    """One QuantLinear computing `parts` side by side (outputs concatenated), or None if they are
-    not QuantLinears of one form. Packed int4 rows come in tiles of 32 and every part's N is a
-    multiple of 32, so the packed tensors concatenate as they are."""
-    if not all(isinstance(p, QuantLinear) for p in parts):
+def _concat_float(parts: list[nn.Module]) -> nn.Linear | None:
+    """One float `nn.Linear` with the parts' rows stacked, or None if they are not plain float
+    linears of one dtype and input width (each output is the same dot product as before)."""
+    if not all(type(p) is nn.Linear for p in parts):
         return None
+    first: nn.Linear = parts[0]  # type: ignore[assignment]
+    linears: list[nn.Linear] = parts  # type: ignore[assignment]
+    if any(p.weight.dtype != first.weight.dtype or p.in_features != first.in_features for p in linears):
+        return None
+    if any((p.bias is None) != (first.bias is None) for p in linears):
+        return None
+    weight = torch.cat([p.weight.detach() for p in linears])  # (sum N, K)
+    with torch.device("meta"):  # no throwaway init of the fused weight
+        fused = nn.Linear(first.in_features, weight.shape[0], bias=first.bias is not None)
+    fused.weight = nn.Parameter(weight, requires_grad=False)
+    if first.bias is not None:
+        fused.bias = nn.Parameter(torch.cat([p.bias.detach() for p in linears]), requires_grad=False)  # type: ignore[union-attr]
+    return fused
+
+
+def _concat(parts: list[nn.Module]) -> nn.Module | None:
+    """One module computing `parts` side by side (outputs concatenated), or None if they are
+    neither float linears of one dtype (`_concat_float`) nor QuantLinears of one form. Packed
+    int4 rows come in whole tiles (`int4_tile`), so the packed tensors concatenate as they are."""
+    if not all(isinstance(p, QuantLinear) for p in parts):
+        return _concat_float(parts)
     kind = parts[0].kind
     if any(p.kind != kind or p.in_features != parts[0].in_features for p in parts):
         return None

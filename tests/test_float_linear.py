@@ -1,0 +1,115 @@
+"""`FloatLinear`: the small-batch float32 GEMM kernel (`engine/native/small_gemm.c`) against
+`F.linear` in each of its builds (AVX-512 where the machine has it, AVX2, portable C); oneDNN
+above `small_rows`; its place in a loaded model.
+
+Tolerance: 1e-4 relative to the output's scale (summation order only)."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from brainwork.engine import native
+from brainwork.loader.decoder import load_decoder
+from brainwork.models import vocab
+from brainwork.quant import float_linear
+from brainwork.quant.float_linear import FloatLinear, float_linears
+from brainwork.store import resolve_model
+from tests.tiny_models import make_checkpoint
+
+SHAPES = [(1, 576, 960), (5, 576, 1536), (7, 1000, 13), (130, 64, 5), (3, 17, 9), (64, 896, 4864 // 8)]
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+
+
+def _build(tmp: Path, march: str) -> ctypes._CFuncPtr:  # type: ignore[name-defined]
+    source = Path(native.__file__).with_name("small_gemm.c")
+    target = tmp / f"small_gemm_{march}.so"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc is not None
+    subprocess.run(
+        [cc, "-O2", f"-march={march}", "-shared", "-fPIC", "-fopenmp", "-o", str(target), str(source)], check=True
+    )
+    fn = ctypes.CDLL(str(target)).small_gemm
+    fn.argtypes = [_P, _P, _P, _P, _I, _I, _I]
+    return fn
+
+
+@pytest.fixture(scope="module", params=["native", "haswell", "x86-64"])
+def gemm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """`(x, w, bias) -> out` through one build: the cached native one, AVX2 only, or portable C."""
+    if request.param == "native":
+        assert float_linear.available(), "the C kernel did not build (is a C compiler installed?)"
+        return float_linear.small_gemm
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the AVX2 and portable builds are checked on x86-64")
+    fn = _build(tmp_path_factory.mktemp("gemm"), request.param)
+
+    def run(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        out = torch.empty(x.shape[0], w.shape[0])
+        b = 0 if bias is None else bias.data_ptr()
+        fn(x.data_ptr(), w.data_ptr(), b, out.data_ptr(), x.shape[0], x.shape[1], w.shape[0])
+        return out
+
+    return run
+
+
+@pytest.mark.parametrize(("m", "k", "n"), SHAPES)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_matches_linear(gemm, m: int, k: int, n: int, with_bias: bool) -> None:
+    gen = torch.Generator().manual_seed(m * k + n)
+    x, w = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)
+    bias = torch.randn(n, generator=gen) if with_bias else None
+    want = F.linear(x, w, bias)
+    got = gemm(x, w, bias)
+    assert got.shape == (m, n)
+    assert (got - want).abs().max().item() < 1e-4 * want.abs().max().item()
+
+
+def test_a_row_does_not_depend_on_its_batch_company(gemm) -> None:
+    """Each output is one fixed-order dot product: row 3 alone equals row 3 among 40, bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(40, 576, generator=gen), torch.randn(200, 576, generator=gen)
+    assert torch.equal(gemm(x[3:4].contiguous(), w)[0], gemm(x, w)[3])
+
+
+def _ops(fn) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages()}
+
+
+def test_swapped_linear_keeps_its_weights_and_picks_its_path_by_rows() -> None:
+    torch.manual_seed(0)
+    emb = nn.Embedding(50, 16)
+    head = nn.Linear(16, 50, bias=False)
+    head.weight = emb.weight  # tied, as a small model's head
+    mixed = nn.ModuleDict({"emb": emb, "head": head, "bf16": nn.Linear(16, 8).to(torch.bfloat16)})
+    assert float_linears(mixed) == 1  # the bfloat16 linear keeps torch
+    assert type(mixed["head"]) is FloatLinear and mixed["head"].weight is emb.weight
+    with torch.inference_mode():
+        for rows in (1, FloatLinear.small_rows, FloatLinear.small_rows + 1):
+            x = torch.randn(2, rows, 16)  # leading dims are flattened into rows
+            assert (mixed["head"](x) - F.linear(x, emb.weight)).abs().max().item() < 1e-5
+            ops = _ops(lambda x=x: mixed["head"](x))
+            assert "aten::mm" not in ops and "aten::linear" not in ops
+            if vocab.ONEDNN:
+                assert ("mkldnn::_linear_pointwise" in ops) == (2 * rows > FloatLinear.small_rows)
+
+
+def test_a_loaded_float_model_decodes_on_the_kernel(tmp_path: Path) -> None:
+    make_checkpoint(tmp_path, "llama", attention_bias=True)
+    loaded = load_decoder(resolve_model(str(tmp_path)), progress=False)
+    layer = loaded.model.model.layers[0]
+    assert loaded.kept["fused groups"] == 2 * loaded.config.num_layers  # q/k/v and gate/up
+    assert type(layer.self_attn.qkv_proj) is FloatLinear and layer.self_attn.q_proj is None
+    assert type(layer.mlp.down_proj) is FloatLinear
+    assert loaded.kept["float32 fast path"] == sum(type(m) is FloatLinear for m in loaded.model.modules())
