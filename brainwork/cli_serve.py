@@ -37,6 +37,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: the embedding model)",
     )
     p.add_argument(
+        "--encoder-dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="what the embedding, classifier and rerank encoders compute in: auto = bfloat16 where the CPU "
+        "multiplies it natively (about 2x faster, scores within ~1e-3), else float32 (default: auto)",
+    )
+    p.add_argument(
         "--store",
         metavar="PATH",
         help="the RAG/recommendation store behind /v1/rag/query, /v1/collections and /v1/recommendations: "
@@ -108,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedding_model=args.embedding_model,
         classifier_model=args.classifier_model,
         rerank_model=args.rerank_model,
+        encoder_dtype=args.encoder_dtype,
         served_model_name=args.served_model_name,
         api_keys=keys,
         max_concurrent=args.max_concurrent,

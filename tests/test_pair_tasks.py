@@ -45,7 +45,7 @@ def test_nli_zero_shot_matches_transformers(nli_folder, multi_label) -> None:
     texts = random_sentences([3, 9, 17, 5], seed=1)
     template = "w20 w21 {}"
     ref = transformers.pipeline("zero-shot-classification", model=str(nli_folder), device="cpu")
-    ours = pipeline("zero-shot-classification", model=str(nli_folder))
+    ours = pipeline("zero-shot-classification", model=str(nli_folder), dtype="float32")
     assert ours.kind == "nli"
     expected = ref(texts, candidate_labels=LABELS, hypothesis_template=template, multi_label=multi_label)
     got = ours(texts, candidate_labels=LABELS, hypothesis_template=template, multi_label=multi_label)
@@ -60,7 +60,7 @@ def test_nli_zero_shot_matches_transformers(nli_folder, multi_label) -> None:
 
 
 def test_nli_zero_shot_is_one_batched_call_per_input_batch(nli_folder) -> None:
-    ours = pipeline("zero-shot-classification", model=str(nli_folder))
+    ours = pipeline("zero-shot-classification", model=str(nli_folder), dtype="float32")
     runner = ours.method.runner
     calls: list[int] = []
     original = runner.model.forward
@@ -84,7 +84,7 @@ def test_cross_encoder_rerank_matches_sentence_transformers(cross_folder) -> Non
     query = random_sentences([4], seed=3)[0]
     docs = random_sentences([2, 11, 6, 20, 3], seed=4)
     ref = CrossEncoder(str(cross_folder), device="cpu").predict([(query, d) for d in docs])
-    rerank = pipeline("rerank", model=str(cross_folder))
+    rerank = pipeline("rerank", model=str(cross_folder), dtype="float32")
     assert rerank.scorer.kind == "cross-encoder"
     out = rerank(query, docs)
     assert [r["index"] for r in out] == list(np.argsort(-ref, kind="stable"))
@@ -107,11 +107,11 @@ def test_bi_encoder_similarity_and_rerank_match_sentence_transformers(minilm) ->
     sentences = ["Someone performs music.", "The stock market fell today.", "A man plays an instrument."]
     vectors = minilm.encode([source, *sentences], normalize_embeddings=True)  # (4, 384)
     ref = vectors[1:] @ vectors[0]
-    similarity = pipeline("sentence-similarity")
+    similarity = pipeline("sentence-similarity", dtype="float32")
     got = similarity(source, sentences)
     assert got == pytest.approx(ref.tolist(), abs=1e-5)
     assert similarity({"source_sentence": source, "sentences": sentences}) == pytest.approx(got, abs=1e-7)
-    ranked = pipeline("rerank")(source, sentences)
+    ranked = pipeline("rerank", dtype="float32")(source, sentences)
     assert [r["index"] for r in ranked] == list(np.argsort(-ref))
     assert ranked[-1]["document"] == "The stock market fell today."
 
@@ -149,7 +149,7 @@ def test_bad_input_is_named(task, args, kwargs, message) -> None:
 
 
 def test_pairs_over_the_length_limit_need_truncation(cross_folder) -> None:
-    rerank = pipeline("rerank", model=str(cross_folder))
+    rerank = pipeline("rerank", model=str(cross_folder), dtype="float32")
     long_doc = random_sentences([80], seed=5)[0]  # the tiny model holds 64 positions
     with pytest.raises(ValueError, match="truncation=True"):
         rerank("w5 w6", [long_doc])

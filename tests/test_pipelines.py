@@ -76,7 +76,7 @@ def test_native_classifier_matches_transformers_pipeline(tmp_path: Path) -> None
 
     make_encoder(tmp_path, "distilbert-cls")
     texts = random_sentences([3, 9, 17, 5])
-    ours = pipeline("text-classification", model=str(tmp_path))(texts, top_k=None)
+    ours = pipeline("text-classification", model=str(tmp_path), dtype="float32")(texts, top_k=None)
     ref = transformers.pipeline("text-classification", model=str(tmp_path), device="cpu")(texts, top_k=None)
     for o, r in zip(ours, ref, strict=True):
         assert [x["label"] for x in o] == [x["label"] for x in r]

@@ -23,7 +23,8 @@ def tiny(tmp_path_factory):
     make_encoder(classifier, "distilbert-cls")
     cross = tmp_path_factory.mktemp("cross")
     make_encoder(cross, "cross-encoder")
-    with serve("--classifier-model", str(classifier), "--rerank-model", str(cross), "--embedding-model", "none") as s:
+    args = ("--classifier-model", str(classifier), "--rerank-model", str(cross), "--embedding-model", "none")
+    with serve(*args, "--encoder-dtype", "float32") as s:  # scores compared with the library at 1e-5
         yield s, classifier, cross
 
 
@@ -140,7 +141,7 @@ def test_fine_tuned_classifier_and_cross_encoder(tiny) -> None:
     reply = post(server, "/classify", {"input": [texts[0], too_long, texts[1]]})
     assert reply.status_code == 200, reply.text
     data = reply.json()["data"]
-    ref = pipeline("text-classification", model=str(classifier))(texts, top_k=None)
+    ref = pipeline("text-classification", model=str(classifier), dtype="float32")(texts, top_k=None)
     for item, expected in zip([data[0], data[2]], ref, strict=True):
         want = {e["label"]: e["score"] for e in expected}
         assert item["probs"] == pytest.approx([want[label] for label in reply.json()["labels"]], abs=1e-5)
@@ -152,7 +153,7 @@ def test_fine_tuned_classifier_and_cross_encoder(tiny) -> None:
 
     query, docs = "w5 w9", random_sentences([4, 12, 7], seed=9)
     reranked = post(server, "/v1/rerank", {"query": query, "documents": docs}).json()["results"]
-    ref_rank = pipeline("rerank", model=str(cross))(query, docs)
+    ref_rank = pipeline("rerank", model=str(cross), dtype="float32")(query, docs)
     assert [r["index"] for r in reranked] == [r["index"] for r in ref_rank]
     assert [r["relevance_score"] for r in reranked] == pytest.approx([r["score"] for r in ref_rank], abs=1e-5)
     no_embeddings = post(server, "/v1/embeddings", {"input": "x"})

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from brainwork.catalog import DEFAULT_EMBEDDING_MODEL
-from brainwork.engine.encoder import EMBEDDING_DTYPE, EncoderRunner
+from brainwork.engine.encoder import TASK_DTYPE, EncoderRunner
 from brainwork.pipelines.inputs import as_text_list
 from brainwork.store import resolve_model
 
@@ -18,7 +18,7 @@ def load_encoder(model: str | None, **kwargs: Any) -> EncoderRunner:
         raise ValueError(
             f"model: {resolved.name} is a {resolved.format} file; encoder tasks need a Hugging Face folder"
         )
-    return EncoderRunner(resolved.path, **kwargs)
+    return EncoderRunner(resolved.path, **{"dtype": TASK_DTYPE, **kwargs})
 
 
 class SentenceEmbeddingsPipeline:
@@ -27,7 +27,7 @@ class SentenceEmbeddingsPipeline:
     cosine >= 0.9998 to the float32 vectors), float32 elsewhere; `dtype="float32"` for exact ones."""
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
-        self.runner = load_encoder(model, **{"dtype": EMBEDDING_DTYPE, **kwargs})
+        self.runner = load_encoder(model, **kwargs)
 
     def __call__(self, inputs: str | list[str], normalize: bool | None = None) -> np.ndarray:
         texts, single = as_text_list(inputs)
@@ -39,7 +39,7 @@ class FeatureExtractionPipeline:
     """Last hidden states per token, nested lists shaped `[1][tokens][hidden]` per input (as HF)."""
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
-        self.runner = load_encoder(model, **kwargs)
+        self.runner = load_encoder(model, **{"dtype": "float32", **kwargs})  # hidden states as transformers gives them
 
     def __call__(self, inputs: str | list[str], truncation: bool | None = None) -> Any:
         texts, single = as_text_list(inputs)

@@ -65,7 +65,7 @@ class FloatLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features if x.dim() else 0
-        if rows == 0 or x.dtype != torch.float32 or torch.is_grad_enabled():
+        if rows == 0 or x.dtype != torch.float32 or not x.is_cpu or torch.is_grad_enabled():
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(rows, self.in_features)
         if rows <= self.small_rows and available():

@@ -36,10 +36,9 @@ class Embedder:
         from brainwork.catalog import DEFAULT_EMBEDDING_MODEL
 
         if runner is None:
-            from brainwork.engine.encoder import EMBEDDING_DTYPE
             from brainwork.pipelines.embeddings import load_encoder
 
-            runner = load_encoder(model, dtype=EMBEDDING_DTYPE)
+            runner = load_encoder(model)
         self.runner = runner
         self.name = model or DEFAULT_EMBEDDING_MODEL
         self.dim = runner.config.hidden_size * len(runner.pooling_modes or ("mean",))

@@ -33,6 +33,7 @@ class ServerConfig:
     embedding_model: str | None = None  # None: the default embedding model; "none": no embeddings
     classifier_model: str | None = None  # /classify; None: the embedding model; "none": no /classify
     rerank_model: str | None = None  # /v1/rerank and /v1/score; None: the embedding model; "none": off
+    encoder_dtype: str = "auto"  # every encoder above (brainwork.engine.encoder.encoder_dtype)
     served_model_name: str | None = None
     api_keys: list[str] = field(default_factory=list)
     max_concurrent: int = 64
@@ -71,7 +72,6 @@ class ServerState:
     def load(self) -> None:
         """Load the models and start the engine loop (blocking; call from a thread)."""
         from brainwork.engine.async_engine import AsyncLLMEngine
-        from brainwork.engine.encoder import EMBEDDING_DTYPE
         from brainwork.llm import LLM
         from brainwork.pipelines.embeddings import load_encoder
         from brainwork.server.tasks import TaskModels
@@ -81,10 +81,10 @@ class ServerState:
         self.llm = LLM(self.chat_source, **args)
         log.info("chat model %s loaded (context %d tokens)", self.chat_name, self.llm.max_model_len)
         if self.embed_name is not None:
-            self.encoder = load_encoder(self.embed_name, dtype=EMBEDDING_DTYPE)
+            self.encoder = load_encoder(self.embed_name, dtype=self.config.encoder_dtype)
             log.info("embedding model %s loaded (%s)", self.embed_name, str(self.encoder.dtype).removeprefix("torch."))
         shared = {self.embed_name: self.encoder} if self.encoder is not None and self.embed_name else {}
-        self.tasks = TaskModels.load(self.classifier_name, self.rerank_name, shared)
+        self.tasks = TaskModels.load(self.classifier_name, self.rerank_name, shared, self.config.encoder_dtype)
         self.engine = AsyncLLMEngine(self.llm.engine)
         self.engine.start()
         self._ready.set()

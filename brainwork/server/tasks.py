@@ -13,8 +13,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 if TYPE_CHECKING:
     from brainwork.engine.encoder import EncoderRunner
     from brainwork.pipelines.pair_scoring import PairScorer
@@ -39,21 +37,21 @@ class TaskModels:
         classifier_name: str | None,
         pair_name: str | None,
         shared: dict[str, EncoderRunner],
+        dtype: str = "auto",
     ) -> TaskModels:
-        """`shared`: encoders already loaded by name (the embedding model), reused, not reloaded,
-        when they compute in float32 as the library's task pipelines do (a bfloat16 embedding
-        encoder would give other scores than `pipeline("text-classification")` on the same text)."""
+        """`shared`: encoders already loaded by name (the embedding model, in `dtype` too), reused,
+        not reloaded. With the default dtype the scores equal the library pipelines' (`TASK_DTYPE`)."""
         from brainwork.pipelines.embeddings import load_encoder
         from brainwork.pipelines.pair_scoring import PairScorer
         from brainwork.pipelines.text_classification import TextClassificationPipeline
         from brainwork.pipelines.zero_shot import ZeroShotClassificationPipeline
         from brainwork.pipelines.zero_shot_encoder import NliZeroShot
 
-        own: dict[str, EncoderRunner] = {n: r for n, r in shared.items() if r.dtype == torch.float32}
+        own: dict[str, EncoderRunner] = dict(shared)
 
         def encoder(name: str) -> EncoderRunner:
             if name not in own:
-                own[name] = load_encoder(name)
+                own[name] = load_encoder(name, dtype=dtype)
             return own[name]
 
         classifier = zero_shot = pair = None
@@ -62,7 +60,7 @@ class TaskModels:
             from brainwork.store import resolve_model
 
             if resolve_model(classifier_name).format == "gguf":
-                classifier = TextClassificationPipeline(classifier_name)
+                classifier = TextClassificationPipeline(classifier_name)  # a chat model: its own dtype
                 assert classifier.chat is not None
                 zero_shot = ZeroShotClassificationPipeline(llm=classifier.chat.llm)
             else:
