@@ -92,8 +92,14 @@ def _choose(logits: torch.Tensor, rows: Sequence[SamplingRow], ok: list[int]) ->
     chosen: dict[int, int] = {}
     greedy = [i for i in ok if rows[i].params.greedy]
     if greedy:
-        for i, t in zip(greedy, torch.argmax(logits[greedy], dim=-1).tolist(), strict=True):
-            chosen[i] = t
+        if 2 * len(greedy) >= logits.shape[0]:
+            # in place: indexing first copies the rows, which measured 5x slower than the argmax
+            # itself (64 rows of Qwen's 151,936-wide vocabulary: 20 vs 4 ms)
+            best = torch.argmax(logits, dim=-1).tolist()
+            tokens = [best[i] for i in greedy]
+        else:
+            tokens = torch.argmax(logits[greedy], dim=-1).tolist()
+        chosen.update(zip(greedy, tokens, strict=True))
     for i in ok:
         if i not in chosen:
             chosen[i] = _draw(logits[i], rows[i])
