@@ -51,11 +51,14 @@ def test_too_many_heads_per_kv_head_is_named(kernel: NativeDecode) -> None:
 @pytest.mark.parametrize(("hq", "hkv", "d"), [(4, 4, 32), (9, 3, 64), (8, 2, 128), (4, 1, 256), (14, 2, 64)])
 @pytest.mark.parametrize("window", [None, 7, 40])
 @pytest.mark.parametrize("bs", [8, 3, 16])  # the kernel walks 8-key tiles across block edges
-def test_kernel_matches_sdpa(kernel: NativeDecode, hq: int, hkv: int, d: int, window: int | None, bs: int) -> None:
+@pytest.mark.parametrize("kv_dtype", [torch.float32, torch.bfloat16])  # bfloat16 caches are widened as read
+def test_kernel_matches_sdpa(
+    kernel: NativeDecode, hq: int, hkv: int, d: int, window: int | None, bs: int, kv_dtype: torch.dtype
+) -> None:
     gen = torch.Generator().manual_seed(hq * d + (window or 0) + bs)
     num_blocks, batch = 64 * 8 // bs, 7
-    kc = torch.randn(num_blocks, bs, hkv, d, generator=gen)
-    vc = torch.randn(num_blocks, bs, hkv, d, generator=gen)
+    kc = torch.randn(num_blocks, bs, hkv, d, generator=gen).to(kv_dtype)
+    vc = torch.randn(num_blocks, bs, hkv, d, generator=gen).to(kv_dtype)
     lens = torch.tensor([1, 5, 8, 9, 30, 57, 64])  # inside, at and across block edges
     tables = torch.stack([torch.randperm(num_blocks, generator=gen)[: -(-64 // bs)] for _ in range(batch)])
     rows = torch.tensor([3, 0, 6, 1, 5, 2, 4])  # queries sit anywhere in the flat batch
@@ -66,10 +69,34 @@ def test_kernel_matches_sdpa(kernel: NativeDecode, hq: int, hkv: int, d: int, wi
     for b in range(batch):
         n = int(lens[b])
         slots = (tables[b][torch.arange(n) // bs] * bs + torch.arange(n) % bs).tolist()
-        keys = kc.view(-1, hkv, d)[slots].transpose(0, 1)  # (Hkv, n, D)
-        vals = vc.view(-1, hkv, d)[slots].transpose(0, 1)
+        keys = kc.float().view(-1, hkv, d)[slots].transpose(0, 1)  # (Hkv, n, D)
+        vals = vc.float().view(-1, hkv, d)[slots].transpose(0, 1)
         if window is not None and n > window:
             keys, vals = keys[:, n - window :], vals[:, n - window :]
         qb = q[rows[b]].view(hkv, hq // hkv, d)  # query heads grouped under their KV head
         ref = F.scaled_dot_product_attention(qb, keys, vals, scale=scale).reshape(hq, d)
         assert (out[rows[b]] - ref).abs().max().item() < TOL
+
+
+def test_a_bfloat16_cache_decodes_through_the_kernel_as_the_torch_path_does() -> None:
+    """A bfloat16 model's decode step: the kernel (float32 arithmetic on the cache read in place)
+    against the gather + SDPA path on the same cache (bfloat16 arithmetic: hence 3e-2)."""
+    from brainwork.engine.paged_cache import ChunkMeta, PagedAttention, PagedKVCache
+
+    gen = torch.Generator().manual_seed(1)
+    hq, hkv, d, bs = 9, 3, 64, 16
+    cache = PagedKVCache(1, 64, bs, hkv, d, torch.bfloat16)
+    assert cache.native is not None
+    for kv in (cache.k[0], cache.v[0]):
+        kv.copy_(torch.randn(kv.shape, generator=gen))
+    lens = [5, 17, 40, 63]
+    chunks = [ChunkMeta(n - 1, 1, list(range(4 * i, 4 * i + 4))) for i, n in enumerate(lens)]
+    q = torch.randn(len(lens), hq, d, generator=gen).bfloat16()
+    k = torch.randn(len(lens), hkv, d, generator=gen).bfloat16()
+    v = torch.randn(len(lens), hkv, d, generator=gen).bfloat16()
+    fast = PagedAttention(cache, chunks).attend(0, q, k, v, scale=d**-0.5, window=None)
+    native, cache.native = cache.native, None
+    slow = PagedAttention(cache, chunks).attend(0, q, k, v, scale=d**-0.5, window=None)
+    cache.native = native
+    assert fast.dtype == torch.bfloat16
+    assert (fast.float() - slow.float()).abs().max().item() < 3e-2

@@ -21,14 +21,15 @@ class NativeDecode:
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         fn = lib.paged_decode
-        fn.argtypes = [_P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, ctypes.c_float, _I]
+        fn.argtypes = [_P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, ctypes.c_float, _I, _I]
         fn.restype = ctypes.c_int
         self._fn = fn
 
     @classmethod
     def create(cls, dtype: torch.dtype, head_dim: int) -> NativeDecode | None:
-        """The kernel handles float32 caches with head_dim a multiple of 8 up to 256; None otherwise."""
-        if dtype != torch.float32 or head_dim % 8 or head_dim > 256:
+        """The kernel handles float32 and bfloat16 caches (read as float32) with head_dim a multiple
+        of 8 up to 256; None otherwise."""
+        if dtype not in (torch.float32, torch.bfloat16) or head_dim % 8 or head_dim > 256:
             return None
         lib = native.load("paged_decode")
         return None if lib is None else cls(lib)
@@ -37,7 +38,7 @@ class NativeDecode:
         self,
         q: torch.Tensor,  # (N, Hq, D) float32, contiguous
         out: torch.Tensor,  # (N, Hq, D) float32, contiguous: rows `rows` are written
-        k_cache: torch.Tensor,  # (num_blocks, bs, Hkv, D)
+        k_cache: torch.Tensor,  # (num_blocks, bs, Hkv, D) float32 or bfloat16
         v_cache: torch.Tensor,
         rows: torch.Tensor,  # (B,) int64: query row of each sequence
         lens: torch.Tensor,  # (B,) int64: context length including this token
@@ -62,6 +63,7 @@ class NativeDecode:
             bs,
             scale,
             window or 0,
+            int(k_cache.dtype == torch.bfloat16),
         )
         if rc != 0:
             raise ValueError(f"decode attention kernel: {q.shape[1] // hkv} query heads per kv head, at most 32")

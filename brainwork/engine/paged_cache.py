@@ -182,7 +182,13 @@ class PagedAttention:
         out = torch.empty_like(q)
         if self.native is not None and self.cache.native is not None:
             n = self.native
-            self.cache.native(q, out, kc, vc, n.rows, n.lens, n.tables, scale, window)
+            if q.dtype == torch.float32:
+                self.cache.native(q, out, kc, vc, n.rows, n.lens, n.tables, scale, window)
+            else:  # the kernel reads and writes float32 rows; bfloat16 caches are read in place
+                qf = q.float()  # (N, Hq, D)
+                of = torch.empty_like(qf)
+                self.cache.native(qf, of, kc, vc, n.rows, n.lens, n.tables, scale, window)
+                out[n.rows] = of[n.rows].to(q.dtype)
         for gi, g in enumerate(self.groups):
             qg = q[g.rows]  # (B * Tq, Hq, D)
             tq = qg.shape[0] // g.batch

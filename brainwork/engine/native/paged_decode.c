@@ -1,5 +1,6 @@
 // Paged decode attention over a block table, reading keys/values in place (no gather copy).
-// q, out: (N, Hq, D) float32; k_cache, v_cache: (num_blocks, bs, Hkv, D) float32.
+// q, out: (N, Hq, D) float32; k_cache, v_cache: (num_blocks, bs, Hkv, D) float32 or bfloat16
+// (`kv_bf16`: widened to float32 as read, exactly; all arithmetic in float32).
 // Row i attends positions [max(0, len_i - window), len_i) of its sequence. D must be a multiple of 8.
 //
 // One task per (sequence, kv head): the g = Hq / Hkv query heads that share the kv head read each
@@ -58,28 +59,38 @@ static inline float hsum8(__m256 x) {
 
 enum { MAX_G = 32, MAX_C8 = 32 };  // up to 32 query heads per kv head, head_dim up to 256
 
-static void attend_one(const float *qh, float *oh, const float *kc, const float *vc, const int64_t *table,
-                       int64_t len, int64_t first, int64_t g, int64_t hkv, int64_t h, int64_t d, int64_t bs,
-                       float scale) {
-    const int64_t c8 = d / 8;
+// 8 cache values at element i of p, float32 or bfloat16 (the upper half of a float32)
+static inline __attribute__((always_inline)) __m256 load8(const char *p, int64_t i, const int bf) {
+    if (bf)
+        return _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * i))), 16));
+    return _mm256_loadu_ps((const float *)p + i);
+}
+
+// `bf` (a constant at each call): the cache holds bfloat16, 2 bytes an element, else float32
+static inline __attribute__((always_inline)) void attend_impl(const float *qh, float *oh, const char *kc,
+                                                              const char *vc, const int64_t *table, int64_t len,
+                                                              int64_t first, int64_t g, int64_t hkv, int64_t h,
+                                                              int64_t d, int64_t bs, float scale, const int bf) {
+    const int64_t c8 = d / 8, es = bf ? 2 : 4;  // bytes per element
     __m256 acc[MAX_G * MAX_C8];
     float m[MAX_G], l[MAX_G], p[MAX_G * 8];
     for (int64_t x = 0; x < g * c8; x++) acc[x] = _mm256_setzero_ps();
     for (int64_t gi = 0; gi < g; gi++) { m[gi] = -FLT_MAX; l[gi] = 0.f; }
-    const float *kt[8], *vt[8];
-    const int64_t row = hkv * d;  // floats from one token's keys to the next token's within a block
+    const char *kt[8], *vt[8];
+    const int64_t row = hkv * d * es;  // bytes from one token's keys to the next token's within a block
     for (int64_t t0 = first; t0 < len; t0 += 8) {
         const int64_t nt = len - t0 < 8 ? len - t0 : 8;
         // one division per tile, then walk the block (tiles may straddle two blocks)
         int64_t blk = t0 / bs, off = t0 % bs;
-        const float *kb = kc + (table[blk] * bs * hkv + h) * d, *vb = vc + (table[blk] * bs * hkv + h) * d;
+        const char *kb = kc + (table[blk] * bs * hkv + h) * d * es, *vb = vc + (table[blk] * bs * hkv + h) * d * es;
         for (int64_t j = 0; j < 8; j++) {
             if (j < nt) {
                 if (off == bs) {
                     off = 0;
                     blk++;
-                    kb = kc + (table[blk] * bs * hkv + h) * d;
-                    vb = vc + (table[blk] * bs * hkv + h) * d;
+                    kb = kc + (table[blk] * bs * hkv + h) * d * es;
+                    vb = vc + (table[blk] * bs * hkv + h) * d * es;
                 }
                 kt[j] = kb + off * row;
                 vt[j] = vb + off * row;
@@ -98,9 +109,9 @@ static void attend_one(const float *qh, float *oh, const float *kc, const float 
             int64_t pb = tp / bs, po = tp % bs;
             for (int64_t j = 0; j < np; j++, po++) {
                 if (po == bs) { po = 0; pb++; }
-                const int64_t base = ((table[pb] * bs + po) * hkv + h) * d;
-                const char *kn = (const char *)(kc + base), *vn = (const char *)(vc + base);
-                for (int64_t b = 0; b < d * 4; b += 64) {
+                const int64_t base = ((table[pb] * bs + po) * hkv + h) * d * es;
+                const char *kn = kc + base, *vn = vc + base;
+                for (int64_t b = 0; b < d * es; b += 64) {
                     _mm_prefetch(kn + b, _MM_HINT_T2);
                     _mm_prefetch(vn + b, _MM_HINT_T2);
                 }
@@ -113,7 +124,7 @@ static void attend_one(const float *qh, float *oh, const float *kc, const float 
             for (int64_t j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
             for (int64_t c = 0; c < c8; c++) {
                 const __m256 qv = _mm256_loadu_ps(qg + 8 * c);
-                for (int64_t j = 0; j < 8; j++) a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kt[j] + 8 * c), a[j]);
+                for (int64_t j = 0; j < 8; j++) a[j] = _mm256_fmadd_ps(qv, load8(kt[j], 8 * c, bf), a[j]);
             }
             __m256 s = _mm256_mul_ps(fold8(a), _mm256_set1_ps(scale));
             s = _mm256_blendv_ps(_mm256_set1_ps(-FLT_MAX), s, valid);
@@ -133,7 +144,7 @@ static void attend_one(const float *qh, float *oh, const float *kc, const float 
         // size is known only at run time), the tile's 8 values streamed through it
         for (int64_t c = 0; c < c8; c++) {
             __m256 v[8];
-            for (int64_t j = 0; j < 8; j++) v[j] = _mm256_loadu_ps(vt[j] + 8 * c);  // masked lanes: p = 0
+            for (int64_t j = 0; j < 8; j++) v[j] = load8(vt[j], 8 * c, bf);  // masked lanes: p = 0
             for (int64_t gi = 0; gi < g; gi++) {
                 __m256 a = acc[gi * c8 + c];
                 for (int64_t j = 0; j < 8; j++) a = _mm256_fmadd_ps(_mm256_set1_ps(p[gi * 8 + j]), v[j], a);
@@ -147,22 +158,40 @@ static void attend_one(const float *qh, float *oh, const float *kc, const float 
     }
 }
 
+static void attend_one(const float *qh, float *oh, const char *kc, const char *vc, const int64_t *table,
+                       int64_t len, int64_t first, int64_t g, int64_t hkv, int64_t h, int64_t d, int64_t bs,
+                       float scale, int bf) {
+    if (bf)
+        attend_impl(qh, oh, kc, vc, table, len, first, g, hkv, h, d, bs, scale, 1);
+    else
+        attend_impl(qh, oh, kc, vc, table, len, first, g, hkv, h, d, bs, scale, 0);
+}
+
 #else  // portable form: one dot and one expf per score
 
 enum { MAX_G = 32, MAX_C8 = 32 };
 
-static void attend_one(const float *qh, float *oh, const float *kc, const float *vc, const int64_t *table,
+static inline float load1(const char *p, int64_t i, int bf) {
+    if (!bf) return ((const float *)p)[i];
+    const uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void attend_one(const float *qh, float *oh, const char *kc, const char *vc, const int64_t *table,
                        int64_t len, int64_t first, int64_t g, int64_t hkv, int64_t h, int64_t d, int64_t bs,
-                       float scale) {
+                       float scale, int bf) {
+    const int64_t es = bf ? 2 : 4;
     float acc[MAX_G * MAX_C8 * 8], m[MAX_G], l[MAX_G];
     memset(acc, 0, sizeof(float) * g * d);
     for (int64_t gi = 0; gi < g; gi++) { m[gi] = -FLT_MAX; l[gi] = 0.f; }
     for (int64_t t = first; t < len; t++) {
         const int64_t slot = table[t / bs] * bs + t % bs;
-        const float *k = kc + (slot * hkv + h) * d, *v = vc + (slot * hkv + h) * d;
+        const char *k = kc + (slot * hkv + h) * d * es, *v = vc + (slot * hkv + h) * d * es;
         for (int64_t gi = 0; gi < g; gi++) {
             float s = 0.f;
-            for (int64_t c = 0; c < d; c++) s += qh[gi * d + c] * k[c];
+            for (int64_t c = 0; c < d; c++) s += qh[gi * d + c] * load1(k, c, bf);
             s *= scale;
             float w;
             if (s > m[gi]) {
@@ -175,7 +204,7 @@ static void attend_one(const float *qh, float *oh, const float *kc, const float 
                 w = expf(s - m[gi]);
             }
             l[gi] += w;
-            for (int64_t c = 0; c < d; c++) acc[gi * d + c] += w * v[c];
+            for (int64_t c = 0; c < d; c++) acc[gi * d + c] += w * load1(v, c, bf);
         }
     }
     for (int64_t gi = 0; gi < g; gi++)
@@ -184,9 +213,9 @@ static void attend_one(const float *qh, float *oh, const float *kc, const float 
 #endif
 
 // Returns 0, or -1 when the shape is beyond the kernel's fixed buffers (the caller then uses torch).
-int paged_decode(const float *q, float *out, const float *kc, const float *vc, const int64_t *rows,
+int paged_decode(const float *q, float *out, const void *kc, const void *vc, const int64_t *rows,
                  const int64_t *lens, const int64_t *tables, int64_t max_blocks, int64_t n, int64_t hq, int64_t hkv,
-                 int64_t d, int64_t bs, float scale, int64_t window) {
+                 int64_t d, int64_t bs, float scale, int64_t window, int64_t kv_bf16) {
     const int64_t g = hq / hkv;
     if (g > MAX_G || d / 8 > MAX_C8 || d % 8) return -1;
     // OpenMP here is torch's own runtime (same soname, already loaded): no second thread pool
@@ -195,8 +224,8 @@ int paged_decode(const float *q, float *out, const float *kc, const float *vc, c
         for (int64_t h = 0; h < hkv; h++) {
             const int64_t len = lens[i];
             const int64_t first = (window > 0 && len > window) ? len - window : 0;
-            attend_one(q + (rows[i] * hq + h * g) * d, out + (rows[i] * hq + h * g) * d, kc, vc,
-                       tables + i * max_blocks, len, first, g, hkv, h, d, bs, scale);
+            attend_one(q + (rows[i] * hq + h * g) * d, out + (rows[i] * hq + h * g) * d, (const char *)kc,
+                       (const char *)vc, tables + i * max_blocks, len, first, g, hkv, h, d, bs, scale, (int)kv_bf16);
         }
     }
     return 0;
