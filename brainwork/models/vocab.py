@@ -16,6 +16,11 @@ from torch import nn
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`x (M, K) @ weight (N, K)^T + bias` through oneDNN's matmul on the plain weight (needs `ONEDNN`)."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+
+
 def project(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """`head(hidden)` for hidden `(M, H)` -> `(M, V)`; through oneDNN for a plain float32
     `nn.Linear` without bias, else the module's own forward (quantized heads keep their kernels)."""
@@ -30,5 +35,5 @@ def project(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         and hidden.shape[0] > 0
         and not torch.is_grad_enabled()
     ):
-        return torch.ops.mkldnn._linear_pointwise(hidden.contiguous(), head.weight, None, "none", [], "")
+        return onednn_linear(hidden, head.weight)
     return head(hidden)

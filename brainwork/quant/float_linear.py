@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from brainwork.engine import native
-from brainwork.models.vocab import ONEDNN
+from brainwork.models.vocab import ONEDNN, onednn_linear
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 
@@ -71,7 +71,7 @@ class FloatLinear(nn.Linear):
         if rows <= self.small_rows and available():
             out = small_gemm(flat, self.weight, self.bias)
         elif ONEDNN:
-            out = torch.ops.mkldnn._linear_pointwise(flat.contiguous(), self.weight, self.bias, "none", [], "")
+            out = onednn_linear(flat, self.weight, self.bias)
         else:
             return F.linear(x, self.weight, self.bias)
         return out.view(*x.shape[:-1], self.out_features)
