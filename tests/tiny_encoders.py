@@ -66,21 +66,14 @@ def make_encoder(folder: Path, case: str, **overrides: Any) -> torch.nn.Module:
     # state, and a wrong mask, position or pooled token shows in the outputs.
     settings = {"initializer_range": 0.3, **case_overrides, **overrides}
     torch.manual_seed(0)
+    # overrides may change the sizes too (head_dim 32 takes the C attention kernel; 12 does not)
     if class_name.startswith("DistilBert"):
-        cfg = tf.DistilBertConfig(
-            vocab_size=VOCAB, dim=48, n_layers=2, n_heads=4, hidden_dim=80, max_position_embeddings=64, **settings
-        )
+        sizes = {"dim": 48, "n_layers": 2, "n_heads": 4, "hidden_dim": 80}
+        cfg = tf.DistilBertConfig(vocab_size=VOCAB, max_position_embeddings=64, **(sizes | settings))
     else:
         config_class = tf.RobertaConfig if class_name.startswith("Roberta") else tf.BertConfig
-        cfg = config_class(
-            vocab_size=VOCAB,
-            hidden_size=48,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=80,
-            max_position_embeddings=64,
-            **settings,
-        )
+        sizes = {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 80}
+        cfg = config_class(vocab_size=VOCAB, max_position_embeddings=64, **(sizes | settings))
     model = model_class(cfg)
     # Random norms and biases too, so a dropped bias or a wrong LayerNorm shows in the outputs.
     with torch.no_grad():

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brainwork.errors import ModelFormatError
+from brainwork.layers import encoder_attention
 from brainwork.layers.activation import get_activation
 from brainwork.models.bert_weights import checkpoint_name, internal_name
 from brainwork.models.encoder_config import EncoderConfig
@@ -82,8 +83,12 @@ class EncoderLayer(nn.Module):
             m.bias = nn.Parameter(qkv.bias[i * h : (i + 1) * h], requires_grad=False)
         self.qkv = qkv
 
-    def forward(self, x: torch.Tensor, attend: torch.Tensor, first_only: bool = False) -> torch.Tensor:
-        """x (B, T, H); attend (B, 1, 1, T) bool, True where a key is a real token.
+    def forward(
+        self, x: torch.Tensor, attend: torch.Tensor, first_only: bool = False, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, T, H); attend (B, 1, 1, T) bool, True where a key is a real token; `lengths` (B,)
+        int64 the same mask as counts when every row is right-padded (then the C kernel of
+        `layers/encoder_attention.py` attends straight from the projections' layout).
 
         `first_only`: compute the output of position 0 alone, (B, 1, H): all a classification
         head reads from the last layer, so its queries, output projection and MLP shrink from
@@ -97,11 +102,13 @@ class EncoderLayer(nn.Module):
 
         if self.qkv is not None and not first_only:
             # one matmul of width 3H instead of three of H: fewer, larger GEMMs run nearer peak
-            q, k, v = (heads(y, t) for y in self.qkv(x).split(h, dim=-1))
+            q, k, v = self.qkv(x).split(h, dim=-1)  # each (B, T, H), views
         else:
-            q, k, v = heads(self.q(xq), tq), heads(self.k(x), t), heads(self.v(x), t)
-        attn = F.scaled_dot_product_attention(q, k, v, attend)
-        attn = attn.transpose(1, 2).reshape(b, tq, h)  # (B, Tq, H)
+            q, k, v = self.q(xq), self.k(x), self.v(x)
+        attn = None if lengths is None else encoder_attention.attend(q, k, v, lengths, self.num_heads)
+        if attn is None:
+            attn = F.scaled_dot_product_attention(heads(q, tq), heads(k, t), heads(v, t), attend)
+            attn = attn.transpose(1, 2).reshape(b, tq, h)  # (B, Tq, H)
         xq = self.attn_norm(xq + self.o(attn))
         return self.mlp_norm(xq + self.down(self.act(self.up(xq))))
 
@@ -144,9 +151,10 @@ class BertEncoder(nn.Module):
         self._check_inputs(input_ids, attention_mask, token_type_ids)
         x = self.embeddings(input_ids, attention_mask, token_type_ids)  # (B, T, H)
         attend = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        lengths = encoder_attention.prefix_lengths(attention_mask) if x.is_cpu else None  # (B,) or None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, attend, first_only and i == last)
+            x = layer(x, attend, first_only and i == last, lengths)
         return x
 
     def classify(self, hidden: torch.Tensor) -> torch.Tensor:
