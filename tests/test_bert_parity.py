@@ -95,3 +95,27 @@ def test_config_labels(tmp_path: Path) -> None:
     assert runner.config.num_labels == 2
     assert runner.config.position_offset == 2  # RoBERTa: padding_idx (1) + 1
     assert runner.max_length == 62  # 64 positions less the offset
+
+
+@pytest.mark.parametrize(("case", "fused"), [("bert", ("gelu", "none")), ("bert-gelu-new", ("gelu", "tanh"))])
+def test_the_mlp_activation_rides_on_the_matmul(case: str, fused: tuple[str, str], tmp_path: Path, monkeypatch) -> None:
+    """Each layer's up projection + GELU is one oneDNN call with GELU as its post-op (erf or
+    tanh as the checkpoint names it), and the outputs still match transformers (1e-4)."""
+    from brainwork.models import bert
+
+    reference = make_encoder(tmp_path, case)
+    runner = EncoderRunner(tmp_path)
+    ids, mask, types = _padded_batch(runner, random_sentences(LENGTHS))
+    want_hidden, _ = _hf_outputs(reference, ids, mask, types)
+    posts: list[tuple[str, str]] = []
+    real = bert.onednn_linear
+
+    def spy(x, w, b=None, post="none", algorithm=""):
+        posts.append((post, algorithm))
+        return real(x, w, b, post, algorithm)
+
+    monkeypatch.setattr(bert, "onednn_linear", spy)
+    with torch.inference_mode():
+        hidden = runner.model(ids, mask, types)
+    assert posts == [fused] * runner.config.num_layers
+    assert (hidden - want_hidden).abs().max().item() < TOL

@@ -20,6 +20,17 @@ from brainwork.layers import encoder_attention
 from brainwork.layers.activation import get_activation
 from brainwork.models.bert_weights import checkpoint_name, internal_name
 from brainwork.models.encoder_config import EncoderConfig
+from brainwork.models.vocab import ONEDNN, onednn_linear
+from brainwork.quant.float_linear import FloatLinear
+
+# Hugging Face activation names -> oneDNN's post-op (name, algorithm) applying the same function
+FUSED_ACTIVATIONS = {
+    "gelu": ("gelu", "none"),  # erf
+    "gelu_new": ("gelu", "tanh"),
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "gelu_fast": ("gelu", "tanh"),
+    "relu": ("relu", ""),
+}
 
 
 class EncoderEmbeddings(nn.Module):
@@ -68,6 +79,7 @@ class EncoderLayer(nn.Module):
         self.down = nn.Linear(cfg.intermediate_size, h)
         self.mlp_norm = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
         self.act = get_activation(cfg.hidden_act)
+        self.fused_act = FUSED_ACTIVATIONS.get(cfg.hidden_act)  # oneDNN post-op (name, algorithm) or None
         self.qkv: nn.Linear | None = None  # q, k, v stacked (3H, H), made by `fuse` after loading
 
     def fuse(self) -> None:
@@ -110,7 +122,25 @@ class EncoderLayer(nn.Module):
             attn = F.scaled_dot_product_attention(heads(q, tq), heads(k, t), heads(v, t), attend)
             attn = attn.transpose(1, 2).reshape(b, tq, h)  # (B, Tq, H)
         xq = self.attn_norm(xq + self.o(attn))
-        return self.mlp_norm(xq + self.down(self.act(self.up(xq))))
+        return self.mlp_norm(xq + self.down(self._up(xq)))
+
+    def _up(self, x: torch.Tensor) -> torch.Tensor:
+        """act(up(x)), (B, T, H) -> (B, T, I): with the activation applied by oneDNN as the matmul
+        writes its output where it can (measured at 8,000 rows of MiniLM in bfloat16: 26 ms
+        against 42 ms for the matmul, then GELU's own pass over the (8000, 1536) result)."""
+        w, rows = self.up.weight, x.numel() // x.shape[-1]
+        if (
+            self.fused_act is None
+            or not ONEDNN
+            or not x.is_cpu
+            or x.dtype != w.dtype
+            or w.dtype not in (torch.float32, torch.bfloat16)
+            or rows <= FloatLinear.small_rows  # few rows: FloatLinear's own kernel is faster
+            or torch.is_grad_enabled()
+        ):
+            return self.act(self.up(x))
+        out = onednn_linear(x.reshape(rows, -1), w, self.up.bias, *self.fused_act)  # (rows, I)
+        return out.view(*x.shape[:-1], -1)
 
 
 class ClassificationHead(nn.Module):

@@ -16,9 +16,13 @@ from torch import nn
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`x (M, K) @ weight (N, K)^T + bias` through oneDNN's matmul on the plain weight (needs `ONEDNN`)."""
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+def onednn_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, post: str = "none", algorithm: str = ""
+) -> torch.Tensor:
+    """`x (M, K) @ weight (N, K)^T + bias` through oneDNN's matmul on the plain weight (needs `ONEDNN`);
+    `post` an activation oneDNN applies as the result is written ("gelu" with `algorithm` "none"
+    for erf or "tanh", "relu"): no second pass over the (M, N) output."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, post, [], algorithm)
 
 
 def project(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
