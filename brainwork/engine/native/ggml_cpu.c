@@ -27,10 +27,18 @@ static inline float hsum_float_8(__m256 x) {  // (hi + lo), then pairs: ggml's o
     return _mm_cvtss_f32(r);
 }
 
-// 8 int32 lanes, lane l = sum of the 4 products at bytes 4l..4l+3, as float
+// 8 int32 lanes, lane l = sum of the 4 products at bytes 4l..4l+3, as float. With VNNI one
+// instruction gives the same lanes (ggml's mul_sum_us8_pairs_float does the same): the pair sums
+// of maddubs never saturate here (|a| <= 128, |y| <= 127), so both are the exact sums.
 static inline __m256 dot_us8(__m256i ax, __m256i sy) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy));
+#elif defined(__AVXVNNI__)
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ax, sy));
+#else
     __m256i dot = _mm256_maddubs_epi16(ax, sy);
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot));
+#endif
 }
 static inline __m256 dot_i8(__m256i x, __m256i y) {
     return dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
