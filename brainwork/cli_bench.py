@@ -9,7 +9,10 @@ read per token.
 Workload (all greedy, `ignore_eos`): prefill = one prompt of `--prefill` tokens; time to first
 token = one prompt of `--prompt` tokens, one token out; decode = one stream of `--tokens` tokens;
 aggregate at S streams = S prompts of `--prompt` tokens each generating `--tokens`, all at once
-(wall-clock output tokens per second, prefill included, as a server sees it). Prefill, time to
+(wall-clock output tokens per second, prefill included, as a server sees it); generation at S
+streams = the tokens after each stream's first over the time the run takes beyond S other prompts
+of the same length generating one token each (the decode phase alone, what llama.cpp's
+`llama-batched-bench` reports as S_TG). Prefill, time to
 first token and decode are the best of `--repeat` runs for every engine alike (shared machines
 are noisy; the best run is the one least disturbed).
 """
@@ -89,6 +92,14 @@ def measure_bandwidth() -> float:
 
 
 # ---- workers: one engine each, in a child process -------------------------------------------------
+def _streams(out: dict[str, Any], s: int, tokens: int, full: tuple[float, int], first_only: float) -> None:
+    """agg{s}: output tokens / wall time; gen{s}: the tokens after the first / the time beyond a
+    one-token run of S other prompts of the same length (prefill and first tokens)."""
+    seconds, produced = full
+    out[f"agg{s}_tok_s"] = produced / seconds
+    out[f"gen{s}_tok_s"] = s * (tokens - 1) / max(seconds - first_only, 1e-9)
+
+
 def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
     import torch
 
@@ -126,11 +137,15 @@ def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
     out["prefill_tok_s"] = a.prefill / min(seconds(_prompts(vocab, 1, a.prefill, 1000 + i)[0]) for i in _reps(a))
     out["ttft_s"] = min(seconds(_prompts(vocab, 1, a.prompt, 2000 + i)[0]) for i in _reps(a))
     out["decode_tok_s"] = max(decode() for _ in _reps(a))
-    for s in a.streams:
-        prompts = [{"prompt_token_ids": p} for p in _prompts(vocab, s, a.prompt, 100 + s)]
+
+    def streams(s: int, seed: int, params: SamplingParams) -> tuple[float, int]:
+        prompts = [{"prompt_token_ids": p} for p in _prompts(vocab, s, a.prompt, seed)]
         t = time.perf_counter()
-        res = llm.generate(prompts, gen, use_tqdm=False)
-        out[f"agg{s}_tok_s"] = sum(len(r.outputs[0].token_ids) for r in res) / (time.perf_counter() - t)
+        res = llm.generate(prompts, params, use_tqdm=False)
+        return time.perf_counter() - t, sum(len(r.outputs[0].token_ids) for r in res)
+
+    for s in a.streams:
+        _streams(out, s, a.tokens, streams(s, 100 + s, gen), streams(s, 300 + s, one)[0])
     # bytes read per decoded token: every matrix once (the GGUF-row embedding reads only one row)
     weight_bytes = 0
     for m in llm.model.modules():
@@ -185,12 +200,16 @@ def _work_llamacpp(a: argparse.Namespace, vocab: int, path: Path, threads: int) 
     out["decode_tok_s"] = max(  # llama.cpp's own decode timer
         run(_prompts(vocab, 1, a.prompt, 3)[0], a.tokens)["timings"]["predicted_per_second"] for _ in _reps(a)
     )
-    for s in a.streams:
-        prompts = _prompts(vocab, s, a.prompt, 100 + s)
+
+    def streams(s: int, seed: int, n: int) -> tuple[float, int]:
+        prompts = _prompts(vocab, s, a.prompt, seed)
         t = time.perf_counter()
         with ThreadPoolExecutor(s) as pool:
-            res = list(pool.map(lambda p: run(p, a.tokens), prompts))
-        out[f"agg{s}_tok_s"] = sum(len(x["tokens"]) for x in res) / (time.perf_counter() - t)
+            res = list(pool.map(lambda p: run(p, n), prompts))
+        return time.perf_counter() - t, sum(len(x["tokens"]) for x in res)
+
+    for s in a.streams:
+        _streams(out, s, a.tokens, streams(s, 100 + s, a.tokens), streams(s, 300 + s, 1)[0])
     return out  # the server stops when `server` is collected, with this frame
 
 
@@ -223,7 +242,8 @@ def _work_transformers(a: argparse.Namespace, vocab: int, path: Path) -> dict[st
     total = min(generate(_prompts(vocab, 1, a.prompt, 3), a.tokens) for _ in _reps(a))
     out["decode_tok_s"] = (a.tokens - 1) / max(total - out["ttft_s"], 1e-9)
     for s in a.streams:
-        out[f"agg{s}_tok_s"] = s * a.tokens / generate(_prompts(vocab, s, a.prompt, 100 + s), a.tokens)
+        full = generate(_prompts(vocab, s, a.prompt, 100 + s), a.tokens), s * a.tokens
+        _streams(out, s, a.tokens, full, generate(_prompts(vocab, s, a.prompt, 300 + s), 1))
     return out
 
 
@@ -280,6 +300,7 @@ def format_table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> s
     peers = [p for p in results if p != "brainwork"]
     rows = [("prefill tok/s", "prefill_tok_s"), ("decode tok/s, 1 stream", "decode_tok_s")]
     rows += [(f"aggregate tok/s, {s} streams", f"agg{s}_tok_s") for s in a.streams]
+    rows += [(f"generation tok/s, {s} streams", f"gen{s}_tok_s") for s in a.streams]
     rows += [("time to first token, ms", "ttft_s"), ("peak memory, MB", "peak_bytes")]
     head = f"{'':30} {'brainwork':>10}" + "".join(f" {p:>12} {'ratio':>7}" for p in peers)
     lines = [head]

@@ -117,3 +117,18 @@ def test_bad_sampling_flag_is_a_clean_error() -> None:
     r = cli("run", "--max-tokens", "0", "hello")
     assert r.returncode == 1
     assert "max_tokens" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_measures_brainwork_alone() -> None:
+    """`brainwork bench` with no peers: one worker process, every figure of the table measured
+    (positive), the generation rate beside the end-to-end aggregate at each stream count."""
+    proc = cli(
+        "bench", "-m", "smollm2-135m-instruct", "--peers", "--streams", "2", "--tokens", "6",
+        "--prefill", "32", "--prompt", "16", "--repeat", "1", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ours = json.loads(proc.stdout)["brainwork"]
+    for key in ("prefill_tok_s", "decode_tok_s", "agg2_tok_s", "gen2_tok_s", "ttft_s", "peak_bytes", "bandwidth"):
+        assert ours[key] > 0, key
+    # the decode phase alone runs faster than the whole run with its prompts
+    assert ours["gen2_tok_s"] > ours["agg2_tok_s"] * 5 / 6
