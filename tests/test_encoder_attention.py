@@ -7,35 +7,17 @@ of the output (2^-7 relative)."""
 
 from __future__ import annotations
 
-import ctypes
 import platform
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from brainwork.engine import native
 from brainwork.engine.encoder import EncoderRunner
 from brainwork.layers import encoder_attention
+from tests.native_builds import build_function
 from tests.tiny_encoders import make_encoder, random_sentences, token_ids
-
-_P, _I = ctypes.c_void_p, ctypes.c_int64
-
-
-def _build(tmp: Path, march: str) -> ctypes._CFuncPtr:  # type: ignore[name-defined]
-    source = Path(native.__file__).with_name("encoder_attention.c")
-    target = tmp / f"encoder_attention_{march}.so"
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc is not None
-    cmd = [cc, "-O2", f"-march={march}", "-shared", "-fPIC", "-fopenmp", "-o", str(target), str(source), "-lm"]
-    subprocess.run(cmd, check=True)
-    fn = ctypes.CDLL(str(target)).encoder_attention
-    fn.argtypes = [_P, _P, _P, _P, _P] + [_I] * 9 + [ctypes.c_float, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
 
 
 @pytest.fixture(scope="module", params=["native", "haswell", "x86-64"])
@@ -47,7 +29,8 @@ def kernel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         return fn
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the AVX2 and portable builds are checked on x86-64")
-    return _build(tmp_path_factory.mktemp("encoder_attention"), request.param)
+    tmp = tmp_path_factory.mktemp("encoder_attention")
+    return build_function(tmp, "encoder_attention", request.param, "encoder_attention", encoder_attention.SIGNATURE)
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, heads: int) -> torch.Tensor:

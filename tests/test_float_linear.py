@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import platform
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,29 +16,16 @@ from torch import nn
 from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from brainwork.engine import native
 from brainwork.loader.decoder import load_decoder
 from brainwork.models import vocab
 from brainwork.quant import float_linear
 from brainwork.quant.float_linear import FloatLinear, float_linears
 from brainwork.store import resolve_model
+from tests.native_builds import build_function
 from tests.tiny_models import make_checkpoint
 
 SHAPES = [(1, 576, 960), (5, 576, 1536), (7, 1000, 13), (130, 64, 5), (3, 17, 9), (64, 896, 4864 // 8)]
 _P, _I = ctypes.c_void_p, ctypes.c_int64
-
-
-def _build(tmp: Path, march: str) -> ctypes._CFuncPtr:  # type: ignore[name-defined]
-    source = Path(native.__file__).with_name("small_gemm.c")
-    target = tmp / f"small_gemm_{march}.so"
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc is not None
-    subprocess.run(
-        [cc, "-O2", f"-march={march}", "-shared", "-fPIC", "-fopenmp", "-o", str(target), str(source)], check=True
-    )
-    fn = ctypes.CDLL(str(target)).small_gemm
-    fn.argtypes = [_P, _P, _P, _P, _I, _I, _I]
-    return fn
 
 
 @pytest.fixture(scope="module", params=["native", "haswell", "x86-64"])
@@ -51,7 +36,9 @@ def gemm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         return float_linear.small_gemm
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the AVX2 and portable builds are checked on x86-64")
-    fn = _build(tmp_path_factory.mktemp("gemm"), request.param)
+    fn = build_function(
+        tmp_path_factory.mktemp("gemm"), "small_gemm", request.param, "small_gemm", float_linear.SIGNATURE
+    )
 
     def run(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         out = torch.empty(x.shape[0], w.shape[0])

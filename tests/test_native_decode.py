@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import ctypes
 import platform
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from brainwork.engine import native
 from brainwork.engine.native_decode import NativeDecode
+from tests.native_builds import build
 
 TOL = 1e-5
 
 
 def _portable(tmp: Path) -> NativeDecode:
     """The kernel's portable form (no AVX2: one dot and one expf per score), built apart."""
-    source = Path(native.__file__).with_name("paged_decode.c")
-    target = tmp / "paged_decode_portable.so"
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc is not None
-    flags = ["-O2", "-march=x86-64", "-shared", "-fPIC", "-fopenmp"]
-    subprocess.run([cc, *flags, "-o", str(target), str(source), "-lm"], check=True)
-    return NativeDecode(ctypes.CDLL(str(target)))
+    return NativeDecode(build(tmp, "paged_decode", "x86-64"))
 
 
 @pytest.fixture(scope="module", params=["native", "portable"])

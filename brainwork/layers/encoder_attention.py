@@ -20,17 +20,13 @@ import torch
 from brainwork.engine import native
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
+# q, k, v, out, lens; batch, tq, t, heads, d, q_row, q_batch, kv_row, kv_batch; scale, bf16
+SIGNATURE = [_P, _P, _P, _P, _P] + [_I] * 9 + [ctypes.c_float, ctypes.c_int]
 
 
 @cache
 def _kernel() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    lib = native.load("encoder_attention")
-    if lib is None:
-        return None
-    fn = lib.encoder_attention
-    fn.argtypes = [_P, _P, _P, _P, _P] + [_I] * 9 + [ctypes.c_float, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+    return native.function("encoder_attention", "encoder_attention", SIGNATURE)
 
 
 def prefix_lengths(mask: torch.Tensor) -> torch.Tensor | None:

@@ -31,17 +31,12 @@ from brainwork.engine import native
 from brainwork.models.vocab import ONEDNN, onednn_linear
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
+SIGNATURE = [_P, _P, _P, _P, _I, _I, _I]  # x, w, bias, out, M, K, N
 
 
 @cache
 def _kernel() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    lib = native.load("small_gemm")
-    if lib is None:
-        return None
-    fn = lib.small_gemm
-    fn.argtypes = [_P, _P, _P, _P, _I, _I, _I]
-    fn.restype = ctypes.c_int
-    return fn
+    return native.function("small_gemm", "small_gemm", SIGNATURE)
 
 
 def available() -> bool:

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("brainwork.native")
 
@@ -58,6 +59,17 @@ def load(name: str) -> ctypes.CDLL | None:
     except OSError as e:
         log.warning("loading %s failed, using the torch path: %s", target, e)
         return None
+
+
+def function(name: str, symbol: str, argtypes: list[Any], restype: Any = ctypes.c_int) -> Any:
+    """`symbol` of `name`.c (built and loaded by `load`) with its ctypes signature set; None when
+    the library is unavailable. Callers keep the result (`functools.cache`)."""
+    lib = load(name)
+    if lib is None:
+        return None
+    fn = getattr(lib, symbol)
+    fn.argtypes, fn.restype = argtypes, restype
+    return fn
 
 
 def _cpu_id() -> str:
