@@ -23,6 +23,10 @@ from brainwork.models.encoder_config import EncoderConfig
 from brainwork.models.vocab import ONEDNN, onednn_linear
 from brainwork.quant.float_linear import FloatLinear
 
+# oneDNN matmuls take bfloat16 only where the CPU has AVX-512 (else it raises; F.linear does not)
+FUSED_DTYPES = (
+    (torch.float32, torch.bfloat16) if ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
+)
 # Hugging Face activation names -> oneDNN's post-op (name, algorithm) applying the same function
 FUSED_ACTIVATIONS = {
     "gelu": ("gelu", "none"),  # erf
@@ -134,7 +138,7 @@ class EncoderLayer(nn.Module):
             or not ONEDNN
             or not x.is_cpu
             or x.dtype != w.dtype
-            or w.dtype not in (torch.float32, torch.bfloat16)
+            or w.dtype not in FUSED_DTYPES
             or rows <= FloatLinear.small_rows  # few rows: FloatLinear's own kernel is faster
             or torch.is_grad_enabled()
         ):
