@@ -5,8 +5,8 @@
 // transposes into and out of (B, heads, T, D): 2.2-2.5 s of an 11 s all-MiniLM-L6-v2 run over
 // 2,000 sentences (~56 GFLOPS on 2 threads). Here each (sequence, head) is one task: its keys,
 // transposed, and its values are widened to float32 once into per-thread scratch, then queries
-// go four at a time (scores for 2 x LANES keys per pass, softmax, values), written into the
-// (B, T, H) layout the output projection reads. Right-padded rows: keys at or past a sequence's
+// go QB at a time (8 with AVX-512, 4 with AVX2: scores for 2 x LANES keys per pass, softmax,
+// values), written into the (B, T, H) layout the output projection reads. Right-padded rows: keys at or past a sequence's
 // length are left out, exactly as a key mask does; padded query rows still attend to the real
 // keys (their outputs are what SDPA gives them).
 //
