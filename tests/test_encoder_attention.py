@@ -142,3 +142,17 @@ def test_an_encoder_on_the_kernel_matches_transformers(
     assert not calls, "the encoder fell back to SDPA"
     tol = 1e-4 if dtype == torch.float32 else 0.1
     assert (hidden.float() - want).abs().max().item() < tol
+
+
+def test_padding_never_sets_the_softmax_max(kernel) -> None:
+    """Real scores of -200 and -190: the padded keys' score (0) must not be the max, or both real
+    weights would clamp to the same tiny exponential and the output become their plain mean."""
+    d, scale = 32, 32**-0.5
+    q, k, v = torch.zeros(1, 1, d), torch.zeros(1, 5, d), torch.randn(1, 5, d)
+    q[0, 0, 0] = 1.0
+    k[0, 0, 0], k[0, 1, 0] = -200 / scale, -190 / scale
+    lengths = torch.tensor([2])
+    out = encoder_attention.run(kernel, q, k, v, lengths, 1)
+    assert out is not None
+    torch.testing.assert_close(out, _sdpa(q, k, v, lengths, 1), atol=1e-5, rtol=0)
+    assert (out[0, 0] - v[0, 1]).abs().max() < 1e-3  # softmax of (-200, -190) is (4.5e-5, ~1)

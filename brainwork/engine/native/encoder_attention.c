@@ -6,12 +6,13 @@
 // 2,000 sentences (~56 GFLOPS on 2 threads). Here each (sequence, head) is one task: its keys,
 // transposed, and its values are widened to float32 once into per-thread scratch, then queries
 // go QB at a time (8 with AVX-512, 4 with AVX2: scores for 2 x LANES keys per pass, softmax,
-// values), written into the (B, T, H) layout the output projection reads. Right-padded rows: keys at or past a sequence's
-// length are left out, exactly as a key mask does; padded query rows still attend to the real
-// keys (their outputs are what SDPA gives them).
+// values), written into the (B, T, H) layout the output projection reads. Right-padded rows:
+// keys at or past a sequence's length are left out, exactly as a key mask does; padded query
+// rows still attend to the real keys (their outputs are what SDPA gives them).
 //
 // Arithmetic in float32 whatever the input dtype (bfloat16 inputs widened exactly; outputs
-// rounded to nearest even), exp by range reduction + degree-6 polynomial (max rel. error 2.5e-7 over [-87, 0]).
+// rounded to nearest even), exp by range reduction + degree-6 polynomial (max rel. error 2.5e-7
+// over [-87, 0]).
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -116,6 +117,8 @@ static void head_task(const void *q, const void *k, const void *v, void *out, in
         float inv[QB];
         for (int r = 0; r < QB; r++) {  // softmax over the len real keys
             float *sr = s + r * lp;
+            // padded scores (0: their keys are zero) must not set the max: real scores far below 0
+            // would all clamp to e^-87 and weigh the same
             for (int64_t j = len; j < lp; j++) sr[j] = -INFINITY;
             vf m = vload(sr);
             for (int64_t j = LANES; j < lp; j += LANES) {
