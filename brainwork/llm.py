@@ -13,7 +13,7 @@ from brainwork.catalog import DEFAULT_CHAT_MODEL
 from brainwork.config import EngineConfig
 from brainwork.engine.engine import LLMEngine
 from brainwork.loader.decoder import load_decoder
-from brainwork.outputs import CompletionOutput, RequestOutput
+from brainwork.outputs import CompletionOutput, Logprob, RequestOutput
 from brainwork.quant.modes import check_quantization
 from brainwork.sampling_params import SamplingParams
 from brainwork.store import resolve_model
@@ -184,9 +184,12 @@ class _Accumulator:
     def __init__(self, n: int) -> None:
         self.completions = [CompletionOutput(i, "", [], None) for i in range(n)]
         self.last: RequestOutput | None = None
+        self.prompt_logprobs: list[dict[int, Logprob] | None] | None = None
 
     def add(self, out: RequestOutput) -> None:
         self.last = out
+        if out.prompt_logprobs is not None:
+            self.prompt_logprobs = out.prompt_logprobs
         for d in out.outputs:
             c = self.completions[d.index]
             c.text += d.text
@@ -200,7 +203,14 @@ class _Accumulator:
         assert self.last is not None and self.last.finished
         out = self.last
         return RequestOutput(
-            out.request_id, out.prompt, out.prompt_token_ids, self.completions, True, out.metrics, out.error
+            out.request_id,
+            out.prompt,
+            out.prompt_token_ids,
+            self.completions,
+            True,
+            out.metrics,
+            out.error,
+            self.prompt_logprobs,
         )
 
 

@@ -53,3 +53,6 @@ class RequestOutput:
     finished: bool = False
     metrics: RequestMetrics | None = None
     error: str | None = None  # set when the request failed inside the engine
+    # with SamplingParams.prompt_logprobs: one entry per prompt position, None before
+    # prompt_logprobs_start (the first token always); sent once, with the first generated token
+    prompt_logprobs: list[dict[int, Logprob] | None] | None = None

@@ -28,6 +28,11 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     skip_special_tokens: bool = True
     logprobs: int | None = None  # None: none; k: the chosen token's logprob and the k most likely
+    # vLLM's prompt_logprobs: each prompt token's logprob given the tokens before it (and the k most
+    # likely alternatives), from position `prompt_logprobs_start` on. The positions before it may be
+    # served by the prefix cache, so scoring continuations of one shared passage computes it once.
+    prompt_logprobs: int | None = None
+    prompt_logprobs_start: int = 1
     # vLLM's hook: fn(output_token_ids, logits (V,)) -> logits, applied first in the chain
     logits_processors: list[Callable[[list[int], Any], Any]] = field(default_factory=list)
 
@@ -64,6 +69,17 @@ class SamplingParams:
                 self.logprobs is None or (isinstance(self.logprobs, int) and 0 <= self.logprobs <= MAX_LOGPROBS),
                 "logprobs",
                 f"must be None or an integer in [0, {MAX_LOGPROBS}]",
+            ),
+            (
+                self.prompt_logprobs is None
+                or (isinstance(self.prompt_logprobs, int) and 0 <= self.prompt_logprobs <= MAX_LOGPROBS),
+                "prompt_logprobs",
+                f"must be None or an integer in [0, {MAX_LOGPROBS}]",
+            ),
+            (
+                isinstance(self.prompt_logprobs_start, int) and self.prompt_logprobs_start >= 1,
+                "prompt_logprobs_start",
+                "must be an integer >= 1 (the first token has nothing before it)",
             ),
             (all(callable(f) for f in self.logits_processors), "logits_processors", "must be callables"),
             (

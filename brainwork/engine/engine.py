@@ -17,7 +17,7 @@ from torch import nn
 
 from brainwork.config import EngineConfig
 from brainwork.engine.block_manager import BlockManager
-from brainwork.engine.model_runner import ModelRunner
+from brainwork.engine.model_runner import ModelRunner, PromptRows
 from brainwork.engine.paged_cache import PagedKVCache
 from brainwork.engine.sampler import SampledToken, SamplingRow, sample_batch
 from brainwork.engine.scheduler import Scheduler
@@ -60,6 +60,10 @@ class _Request:
     samples: list[_Sample]
     metrics: RequestMetrics
     error: str | None = None
+    # by prompt position when prompt_logprobs is asked for; filled as prefill chunks run (a
+    # recompute after preemption fills the same places again)
+    prompt_logprobs: list[dict[int, Logprob] | None] | None = None
+    prompt_logprobs_sent: bool = False
 
     @property
     def finished(self) -> bool:
@@ -128,6 +132,11 @@ class LLMEngine:
             bad = [t for t in ids if not (isinstance(t, int) and 0 <= t < vocab)]
             if bad:
                 raise ValueError(f"{name}: token ids {bad[:5]} are outside the vocabulary of {vocab}")
+        if params.prompt_logprobs is not None and params.prompt_logprobs_start >= len(prompt_ids):
+            raise ValueError(
+                f"prompt_logprobs_start: {params.prompt_logprobs_start} is past the prompt's last position "
+                f"({len(prompt_ids) - 1}), so no prompt token would be scored"
+            )
 
     def add_request(
         self,
@@ -143,6 +152,8 @@ class LLMEngine:
         self.check_request(prompt_ids, params)
         metrics = RequestMetrics(arrival_time=arrival_time if arrival_time is not None else time.perf_counter())
         req = _Request(request_id, prompt, list(prompt_ids), params, [], metrics)
+        if params.prompt_logprobs is not None:
+            req.prompt_logprobs = [None] * len(prompt_ids)
         budget = self.config.max_model_len - len(prompt_ids)
         max_new = budget if params.max_tokens is None else min(params.max_tokens, budget)
         first: Sequence | None = None
@@ -151,6 +162,8 @@ class LLMEngine:
             self._next_seq += 1
             if first is not None and self.config.enable_prefix_caching:
                 seq.wait_for = first  # share the first sample's prompt blocks instead of recomputing
+            if first is None and params.prompt_logprobs is not None:
+                seq.score_from = params.prompt_logprobs_start  # the other samples share its blocks
             first = first or seq
             # any int seed: torch's generator takes 64 bits, so wrap (sample i of n gets seed + i)
             seed = (params.seed + i) % 2**64 if params.seed is not None else self._seed_source.getrandbits(63)
@@ -201,7 +214,7 @@ class LLMEngine:
         sampling = [c for c in sched.chunks if c.samples]
         forward_before = self.runner.forward_seconds
         try:
-            logits = self.runner.execute(sched.chunks)
+            logits, prompt_rows = self.runner.execute(sched.chunks)
         except Exception as e:  # cannot tell whose input broke the batch: fail the batch, keep the loop
             log.exception("forward pass failed; failing the %d requests in this batch", len(sched.chunks))
             for chunk in sched.chunks:
@@ -209,6 +222,8 @@ class LLMEngine:
                 self._fail(req, f"forward pass failed: {type(e).__name__}: {e}")
                 touched[req.request_id] = req
             return self._collect(touched, start, forward_before)
+        for pr in prompt_rows:
+            self._record_prompt_logprobs(pr)
         rows = [self._sampling_row(c.seq) for c in sampling]
         result = sample_batch(logits, rows)
         sampled: dict[int, int] = {}
@@ -225,6 +240,27 @@ class LLMEngine:
             elif not sample.seq.status.finished:
                 self._accept(req, sample, result.tokens[i], now)
         return self._collect(touched, start, forward_before)
+
+    def _record_prompt_logprobs(self, rows: PromptRows) -> None:
+        """Each scored prompt token's logprob under the raw model (no penalties or processors, as vLLM)."""
+        req, _ = self._by_seq[rows.chunk.seq.seq_id]
+        assert req.prompt_logprobs is not None
+        k = req.params.prompt_logprobs or 0
+        lp = torch.log_softmax(rows.logits.float(), dim=-1)  # (m, V)
+        m = lp.shape[0]
+        targets = torch.tensor(rows.chunk.seq.token_ids[rows.first : rows.first + m])  # (m,)
+        chosen = lp.gather(1, targets[:, None])[:, 0]  # (m,)
+        ranks = (lp > chosen[:, None]).sum(dim=-1) + 1  # (m,) 1 = the most likely token
+        top = lp.topk(k, dim=-1) if k else None
+        decode = self.tokenizer.decode
+        for i in range(m):
+            token = int(targets[i])
+            entry = {token: Logprob(float(chosen[i]), int(ranks[i]), decode([token], skip_special_tokens=False))}
+            if top is not None:
+                for lp_i, tid in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True):
+                    if tid not in entry:
+                        entry[tid] = Logprob(lp_i, None, decode([tid], skip_special_tokens=False))
+            req.prompt_logprobs[rows.first + i] = entry
 
     def _sampling_row(self, seq: Sequence) -> SamplingRow:
         req, sample = self._by_seq[seq.seq_id]
@@ -308,6 +344,10 @@ class LLMEngine:
                 s.new_text, s.new_ids, s.new_logprobs = "", [], []
                 s.reported_finish = s.finish_reason is not None
         finished = req.finished
+        prompt_logprobs = None
+        prompt_done = finished or req.samples[0].seq.num_output_tokens > 0
+        if req.prompt_logprobs is not None and not req.prompt_logprobs_sent and prompt_done:
+            prompt_logprobs, req.prompt_logprobs_sent = req.prompt_logprobs, True
         if finished and req.request_id in self._requests:
             req.metrics.finished_time = time.perf_counter()
             self.stats.observe("e2e_latency", req.metrics.finished_time - req.metrics.arrival_time)
@@ -316,7 +356,9 @@ class LLMEngine:
             del self._requests[req.request_id]
             for s in req.samples:
                 self._by_seq.pop(s.seq.seq_id, None)
-        return RequestOutput(req.request_id, req.prompt, req.prompt_ids, completions, finished, req.metrics, req.error)
+        return RequestOutput(
+            req.request_id, req.prompt, req.prompt_ids, completions, finished, req.metrics, req.error, prompt_logprobs
+        )
 
     def get_stats(self) -> EngineStats:
         t = self.stats.totals

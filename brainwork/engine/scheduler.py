@@ -125,7 +125,8 @@ class Scheduler:
                 break
             if not seq.ready():
                 continue
-            seq.num_computed = self.bm.lookup_prefix(seq.seq_id, seq.token_ids)
+            cacheable = seq.token_ids if seq.score_from is None else seq.token_ids[: seq.score_from]
+            seq.num_computed = self.bm.lookup_prefix(seq.seq_id, cacheable)
             n = self._chunk_len(seq, budget)
             if not self.bm.allocate(seq.seq_id, seq.num_computed + n):
                 self.bm.free(seq.seq_id)  # give back the prefix blocks; FIFO: nobody jumps the queue

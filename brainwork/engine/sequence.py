@@ -31,6 +31,9 @@ class Sequence:
     # n > 1: siblings wait until the first sample's prompt is computed, then share its blocks
     wait_for: Sequence | None = None
     num_preemptions: int = 0
+    # prompt logprobs wanted from this position on: rows from here - 1 must be computed, so the
+    # prefix cache may serve at most the tokens before that row
+    score_from: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property
