@@ -140,8 +140,12 @@ def test_invalid_values_name_the_field(params: dict, field: str) -> None:
         SamplingParams(**params)
 
 
-def test_a_start_past_the_prompt_is_refused(tiny: LoadedDecoder) -> None:
+def test_a_prompt_with_nothing_to_score_gets_none_everywhere(tiny: LoadedDecoder) -> None:
+    """As vLLM: a one-token prompt (or a start past the prompt) scores nothing, and that is no error."""
     engine = engine_for(tiny)
-    with pytest.raises(ValueError, match="prompt_logprobs_start: 5 is past the prompt's last position"):
-        engine.add_request("x", [3, 4, 5, 6, 7], SamplingParams(prompt_logprobs=0, prompt_logprobs_start=5))
-    assert not engine.has_unfinished_requests()
+    params = [
+        SamplingParams(max_tokens=2, prompt_logprobs=0),
+        SamplingParams(max_tokens=2, prompt_logprobs=0, prompt_logprobs_start=9),
+    ]
+    one, past = _finals(engine, [[7], [3, 4, 5]], params)
+    assert one.prompt_logprobs == [None] and past.prompt_logprobs == [None, None, None]

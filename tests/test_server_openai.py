@@ -167,6 +167,30 @@ def test_chat_logprobs(client: openai.OpenAI) -> None:
     assert "".join(t.token for t in content) == r.choices[0].message.content
 
 
+def test_echo_with_logprobs_scores_the_prompt(client: openai.OpenAI, local_llm: LLM) -> None:
+    """Legacy `echo` + `logprobs`: the prompt's tokens lead the logprobs (the first one null), as
+    the in-process engine's `prompt_logprobs` gives them; whole and streamed agree."""
+    prompt = "The quick brown fox jumps over the lazy dog"
+    kw = {"model": CHAT, "prompt": prompt, "max_tokens": 3, "temperature": 0, "echo": True, "logprobs": 2}
+    r = client.completions.create(**kw)
+    ids = local_llm.tokenizer.encode(prompt)
+    (ref,) = local_llm.generate(prompt, SamplingParams(temperature=0, max_tokens=3, prompt_logprobs=2))
+    lp = r.choices[0].logprobs
+    n = len(ids)
+    assert len(lp.tokens) == n + 3 and r.choices[0].text.startswith(prompt)
+    assert "".join(lp.tokens) == r.choices[0].text
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    for pos in range(1, n):
+        assert lp.token_logprobs[pos] == pytest.approx(ref.prompt_logprobs[pos][ids[pos]].logprob, abs=1e-3)
+        assert len(lp.top_logprobs[pos]) == 2 and max(lp.top_logprobs[pos].values()) >= lp.token_logprobs[pos] - 1e-6
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(n + 3)]
+    streamed = [c.choices[0].logprobs for c in client.completions.create(stream=True, **kw) if c.choices]
+    tokens = [t for chunk in streamed if chunk for t in chunk.tokens]
+    values = [v for chunk in streamed if chunk for v in chunk.token_logprobs]
+    assert tokens == lp.tokens and values[0] is None
+    assert values[1:] == pytest.approx(lp.token_logprobs[1:], abs=1e-3)
+
+
 def test_completion_logprobs(client: openai.OpenAI) -> None:
     r = client.completions.create(model=CHAT, prompt="1, 2, 3,", max_tokens=5, temperature=0, logprobs=2)
     lp = r.choices[0].logprobs

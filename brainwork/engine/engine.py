@@ -132,11 +132,6 @@ class LLMEngine:
             bad = [t for t in ids if not (isinstance(t, int) and 0 <= t < vocab)]
             if bad:
                 raise ValueError(f"{name}: token ids {bad[:5]} are outside the vocabulary of {vocab}")
-        if params.prompt_logprobs is not None and params.prompt_logprobs_start >= len(prompt_ids):
-            raise ValueError(
-                f"prompt_logprobs_start: {params.prompt_logprobs_start} is past the prompt's last position "
-                f"({len(prompt_ids) - 1}), so no prompt token would be scored"
-            )
 
     def add_request(
         self,

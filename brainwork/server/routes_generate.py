@@ -9,6 +9,7 @@ usage chunk with empty `choices` when `stream_options.include_usage` asks, and e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
@@ -66,6 +67,8 @@ class _Job:
     model: str
     top_k: int | None  # logprob alternatives asked for, None: no logprobs
     created: int = field(default_factory=lambda: int(time.time()))
+    # per prompt, when the prompt's own logprobs were asked for (echo with logprobs)
+    prompt_logprobs: dict[int, list[dict[int, Logprob] | None]] = field(default_factory=dict)
 
     def choice_index(self, prompt_index: int, sample_index: int) -> int:
         return prompt_index * self.params.n + sample_index
@@ -79,8 +82,33 @@ class _Job:
             "prompt_tokens_details": {"cached_tokens": cached},
         }
 
-    def outputs(self) -> AsyncIterator[tuple[int, RequestOutput]]:
-        return merged_outputs(self.engine, self.prompts, self.params, self.request_id)
+    async def outputs(self) -> AsyncIterator[tuple[int, RequestOutput]]:
+        async with contextlib.aclosing(merged_outputs(self.engine, self.prompts, self.params, self.request_id)) as outs:
+            async for p, out in outs:
+                if out.prompt_logprobs is not None:
+                    self.prompt_logprobs[p] = out.prompt_logprobs
+                yield p, out
+
+    def echoed_logprobs(self, p: int) -> dict[str, Any]:
+        """The prompt's tokens in the legacy completions logprobs shape; the first has nothing
+        before it, so its logprob and alternatives are null (as OpenAI's echo gives them)."""
+        entries = self.prompt_logprobs.get(p) or [None] * len(self.prompts[p].ids)
+        decode = self.engine.engine.tokenizer.decode
+        out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        offset = 0
+        for token, entry in zip(self.prompts[p].ids, entries, strict=True):
+            if entry is None:
+                text, lp, tops = decode([token], skip_special_tokens=False), None, None
+            else:
+                text = token_str(entry[token])
+                lp = max(entry[token].logprob, -9999.0)
+                tops = {token_str(a): max(a.logprob, -9999.0) for _, a in top_alternatives(entry, self.top_k or 0)}
+            out["tokens"].append(text)
+            out["token_logprobs"].append(lp)
+            out["top_logprobs"].append(tops)
+            out["text_offset"].append(offset)
+            offset += len(text)
+        return out
 
     async def collect(self) -> tuple[list[_Choice], dict[str, Any]]:
         choices = {
@@ -156,11 +184,11 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
             raise bad_request("best_of: only best_of equal to n is supported", "best_of")
         if body.suffix:
             raise bad_request("suffix: insertion (suffix) is not supported by this model", "suffix")
-        if body.echo and body.logprobs is not None:
-            raise bad_request("echo: logprobs of the echoed prompt are not supported; drop echo or logprobs", "echo")
         prompts = completion_prompts(llm, body.prompt)
         explicit = body.max_tokens
         params = sampling_params(body, explicit if explicit is not None else 16, body.logprobs)
+        if body.echo and body.logprobs is not None:  # the echoed prompt comes with its own logprobs
+            params = dataclasses.replace(params, prompt_logprobs=body.logprobs)
         for i, p in enumerate(prompts):
             check_fits(engine, p, params, "prompt" if len(prompts) == 1 else f"prompt[{i}]", explicit is not None)
         echo = [(p.text if p.text is not None else llm.tokenizer.decode(p.ids)) if body.echo else "" for p in prompts]
@@ -180,7 +208,7 @@ def build_router(state: ServerState, dependencies: list[Any]) -> APIRouter:
                     {
                         "index": c.index,
                         "text": echo[c.index // n] + c.text,
-                        "logprobs": _completion_logprobs(c.logprobs, job.top_k, 0) if job.top_k is not None else None,
+                        "logprobs": _choice_logprobs(job, c, echo[c.index // n]),
                         "finish_reason": c.finish_reason,
                         "stop_reason": c.stop_reason,
                     }
@@ -347,13 +375,17 @@ def _completion_chunks(job: _Job, echo: list[str], include_usage: bool) -> Async
         if finish == "abort":
             return None
         text = c.text
+        lps = None
         if echo[p] and index not in echoed:
             echoed.add(index)
             text = echo[p] + text
-        lps = None
+            if job.top_k is not None:  # the prompt's own logprobs lead the choice's first chunk
+                lps = job.echoed_logprobs(p)
+                offsets[index] += sum(len(t) for t in lps["tokens"])
         if job.top_k is not None and c.logprobs:
-            lps = _completion_logprobs(c.logprobs, job.top_k, offsets[index])
-            offsets[index] += sum(len(t) for t in lps["tokens"])
+            more = _completion_logprobs(c.logprobs, job.top_k, offsets[index])
+            offsets[index] += sum(len(t) for t in more["tokens"])
+            lps = more if lps is None else {key: lps[key] + more[key] for key in lps}
         if not text and finish is None and lps is None:
             return None
         choice = {"index": index, "text": text, "logprobs": lps, "finish_reason": finish}
@@ -362,6 +394,17 @@ def _completion_chunks(job: _Job, echo: list[str], include_usage: bool) -> Async
         return choice
 
     return _sse_stream(job, head, include_usage, choice_of)
+
+
+def _choice_logprobs(job: _Job, c: _Choice, echo: str) -> dict[str, Any] | None:
+    """A whole choice's legacy logprobs: the echoed prompt's tokens first when echo is on."""
+    if job.top_k is None:
+        return None
+    if not echo:
+        return _completion_logprobs(c.logprobs, job.top_k, 0)
+    prompt = job.echoed_logprobs(c.index // job.params.n)
+    more = _completion_logprobs(c.logprobs, job.top_k, sum(len(t) for t in prompt["tokens"]))
+    return {key: prompt[key] + more[key] for key in prompt}
 
 
 def _completion_logprobs(entries: list[dict[int, Logprob]], top: int | None, offset: int) -> dict[str, Any]:
