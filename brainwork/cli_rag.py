@@ -63,6 +63,14 @@ def add_parsers(sub: Any) -> None:
     search.add_argument("--k", type=int, default=5, help="how many chunks (default: 5)")
     search.add_argument("--mode", default="hybrid", choices=("hybrid", "dense", "lexical"))
     search.add_argument("--json", action="store_true", help="print the ranked chunks as JSON")
+    for p in (ask, search):
+        p.add_argument(
+            "--rerank",
+            action="store_true",
+            help="reorder the top hits by how likely the chat model finds the query after each chunk (slower)",
+        )
+        p.add_argument("--rerank-depth", type=int, default=10, metavar="N", help="hits to reorder (default: 10)")
+    search.add_argument("-m", "--model", help="chat model for --rerank (default: smollm2-135m-instruct)")
 
     ls = rs.add_parser("ls", help="list collections, or one collection's documents")
     ls.add_argument("--store", metavar="PATH", help=_STORE_HELP)
@@ -138,8 +146,9 @@ def _rag_add(args: argparse.Namespace) -> int:
 def _rag_search(args: argparse.Namespace) -> int:
     from brainwork.rag.search import Searcher
 
-    rag = _rag_pipeline(args)
-    hits = Searcher(rag.store, rag.embedder, args.collection, args.mode).search(" ".join(args.query), args.k)
+    rag = _rag_pipeline(args, model=args.model, rerank=args.rerank, rerank_depth=args.rerank_depth)
+    searcher = Searcher(rag.store, rag.embedder, args.collection, args.mode, reranker=rag.reranker)
+    hits = searcher.search(" ".join(args.query), args.k)
     if args.json:
         _print_json([h.as_dict() for h in hits])
     else:
@@ -152,7 +161,12 @@ def _rag_search(args: argparse.Namespace) -> int:
 def _rag_ask(args: argparse.Namespace) -> int:
     from brainwork.rag.answer import DEFAULT_MIN_COSINE
 
-    kw: dict[str, Any] = {"k": args.k, "min_cosine": DEFAULT_MIN_COSINE if args.min_score is None else args.min_score}
+    kw: dict[str, Any] = {
+        "k": args.k,
+        "min_cosine": DEFAULT_MIN_COSINE if args.min_score is None else args.min_score,
+        "rerank": args.rerank,
+        "rerank_depth": args.rerank_depth,
+    }
     if args.model:
         kw["model"] = args.model
     rag = _rag_pipeline(args, **kw)

@@ -9,6 +9,7 @@ from typing import Any
 from brainwork.catalog import DEFAULT_CHAT_MODEL
 from brainwork.rag.answer import DEFAULT_MIN_COSINE, Answer, Answerer, AnswerStream
 from brainwork.rag.ingest import Embedder, Ingestor, IngestReport, Item
+from brainwork.rag.rerank import QueryLikelihoodReranker
 from brainwork.rag.search import Hit, Searcher
 from brainwork.rag.store import CollectionInfo, VectorStore, Where
 from brainwork.rag.stores import open_store
@@ -17,7 +18,7 @@ DEFAULT_COLLECTION = "default"
 
 
 class RagPipeline:
-    """`pipeline("rag", model=CHAT_MODEL, store=PATH, collection=NAME)`.
+    """`pipeline("rag", model=CHAT_MODEL, store=PATH, collection=NAME, rerank=False)`.
 
     The chat model loads on the first question; adding and searching need only the embedding
     model. `store` is a path (default: the user's data directory) or a `VectorStore`.
@@ -38,6 +39,8 @@ class RagPipeline:
         max_model_len: int | None = 4096,
         chunk_tokens: int = 200,
         chunk_overlap: int = 40,
+        rerank: bool = False,
+        rerank_depth: int = 10,
     ) -> None:
         self.store: VectorStore = store if _is_store(store) else open_store(store)
         self.collection = collection
@@ -46,6 +49,8 @@ class RagPipeline:
         self._llm, self.max_model_len = llm, max_model_len
         self.k, self.mode, self.min_cosine = k, mode, min_cosine
         self.chunker = self.embedder.chunker(chunk_tokens, chunk_overlap)
+        # the chat model also reranks: log P(query | chunk) over the top `rerank_depth` hits
+        self.reranker = QueryLikelihoodReranker(lambda: self.llm, rerank_depth) if rerank else None
 
     @property
     def llm(self) -> Any:
@@ -79,7 +84,7 @@ class RagPipeline:
         return self.store.collections()
 
     def searcher(self) -> Searcher:
-        return Searcher(self.store, self.embedder, self.collection, self.mode)
+        return Searcher(self.store, self.embedder, self.collection, self.mode, reranker=self.reranker)
 
     def answerer(self) -> Answerer:
         return Answerer(self.searcher(), lambda: self.llm, self.k, self.min_cosine)

@@ -15,7 +15,7 @@ corpus, headlines as queries, top 5 (benchmarks/rag_bbc.py): dense chunks 0.886,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from brainwork.rag.errors import EmptyQueryError
 from brainwork.rag.ingest import Embedder
@@ -34,6 +34,7 @@ class Hit:
     lexical: float | None  # -BM25, when the lexical ranker found it
     chunk_id: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    likelihood: float | None = None  # log P(query | chunk), when a reranker scored it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,9 +43,16 @@ class Hit:
             "score": self.score,
             "dense": self.dense,
             "lexical": self.lexical,
+            "likelihood": self.likelihood,
             "text": self.text,
             "metadata": self.metadata,
         }
+
+
+class Reranker(Protocol):
+    depth: int  # how many of the retriever's hits it reorders
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]: ...
 
 
 @dataclass
@@ -62,12 +70,13 @@ class Searcher:
         mode: str = "hybrid",
         candidates: int = 50,
         rrf_k: int = 5,  # small: the fused order should follow the rankers' top few closely
+        reranker: Reranker | None = None,  # reorders the top `reranker.depth` hits (rag/rerank.py)
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
         store.collection(collection)  # raises UnknownCollectionError now, not at the first query
         self.store, self.embedder, self.collection = store, embedder, collection
-        self.mode, self.candidates, self.rrf_k = mode, candidates, rrf_k
+        self.mode, self.candidates, self.rrf_k, self.reranker = mode, candidates, rrf_k, reranker
 
     def search(self, query: str, k: int = 5, where: Where | None = None) -> list[Hit]:
         return self.run(query, k, where).hits
@@ -77,7 +86,8 @@ class Searcher:
             raise EmptyQueryError("query: empty; give some words to search for")
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        pool = max(self.candidates, k)
+        fetch = k if self.reranker is None else max(k, self.reranker.depth)  # hits before any reranking
+        pool = max(self.candidates, fetch)
         vector = self.embedder.embed([query])[0]  # (D,)
         dense = self.store.dense(self.collection, vector, pool, where)
         lexical = self.store.lexical(self.collection, query, pool, where) if self.mode != "dense" else []
@@ -85,18 +95,20 @@ class Searcher:
         cosine = dict(dense)
         bm25 = dict(lexical)
         if self.mode == "dense":
-            ranked = dense[:k]
+            ranked = dense[:fetch]
         elif self.mode == "lexical":
-            ranked = lexical[:k]
+            ranked = lexical[:fetch]
         else:
-            ranked = self._hybrid(query, vector, dense, lexical, k, pool, where, cosine)
+            ranked = self._hybrid(query, vector, dense, lexical, fetch, pool, where, cosine)
         records = {r.id: r for r in self.store.chunks([cid for cid, _ in ranked])}
         hits = [
             Hit(r.source, r.index, r.text, score, cosine.get(cid), bm25.get(cid), cid, r.metadata)
             for cid, score in ranked
             if (r := records.get(cid)) is not None
         ]
-        return Results(hits, best)
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
+        return Results(hits[:k], best)
 
     def _hybrid(
         self,

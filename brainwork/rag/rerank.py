@@ -1,0 +1,96 @@
+"""Reranking retrieved passages with a chat model, by query likelihood.
+
+A passage is scored by how likely the model finds the query after reading it: log P(query |
+passage), summed over the query's tokens (UPR, Sachan et al. 2022, "Improving Passage Retrieval
+with Zero-Shot Question Generation"). A cross-encoder reranker would need a checkpoint trained for
+it, which nothing installable offline ships; any instruction-tuned decoder can do this. The
+query's tokens are scored as prompt tokens (`prompt_logprobs` from `prompt_logprobs_start`), so
+one forward pass per passage does it, and a passage seen for an earlier query is served from the
+prefix cache.
+
+The model's order is fused with the retriever's (reciprocal rank fusion, the model's ranks
+weighted by `weight`): a small model's likelihoods alone reorder near-duplicate stories well but
+also demote some right answers that the retriever had placed first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from brainwork.rag.search import Hit
+
+# the passage first, then an instruction whose natural continuation is the query
+TEMPLATE = "Passage: {passage}\n\nA search query that this passage answers:"
+RRF_K = 5  # as the hybrid searcher fuses its rankers
+
+
+class QueryLikelihoodReranker:
+    """Reorders the top `depth` hits of a search; `llm` is a `brainwork.LLM` (or a zero-argument
+    function that loads one on first use)."""
+
+    def __init__(
+        self,
+        llm: Any,
+        depth: int = 10,
+        weight: float = 1.0,
+        max_passage_tokens: int = 160,
+        template: str = TEMPLATE,
+    ) -> None:
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth must be an integer >= 2 (hits to reorder), got {depth!r}")
+        if not weight >= 0:
+            raise ValueError(f"weight must be >= 0, got {weight!r}")
+        if "{passage}" not in template:
+            raise ValueError("template must contain '{passage}'")
+        self._llm, self.depth, self.weight = llm, depth, weight
+        self.max_passage_tokens, self.template = max_passage_tokens, template
+
+    @property
+    def llm(self) -> Any:
+        if callable(self._llm) and not hasattr(self._llm, "generate"):
+            self._llm = self._llm()
+        return self._llm
+
+    def scores(self, query: str, passages: Sequence[str]) -> list[float]:
+        """log P(query | passage) for each passage, in one engine batch."""
+        return self.pair_scores([(query, p) for p in passages])
+
+    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """log P(query | passage) for each (query, passage) pair, all in one engine batch (many
+        queries' candidates at once keep the engine's batches full)."""
+        from brainwork.sampling_params import SamplingParams
+
+        tok = self.llm.tokenizer
+        prompts, params, query_lengths = [], [], []
+        for query, text in pairs:
+            query_ids = tok.encode(" " + query.strip(), add_special_tokens=False)
+            words = tok.encode(text, add_special_tokens=False)[: self.max_passage_tokens]
+            head = tok.encode(self.template.format(passage=tok.decode(words)), add_special_tokens=False)
+            prompts.append({"prompt_token_ids": head + query_ids})
+            params.append(
+                SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=0, prompt_logprobs_start=len(head))
+            )
+            query_lengths.append(len(query_ids))
+        outs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
+        totals = []
+        for out, n in zip(outs, query_lengths, strict=True):
+            if out.error:
+                raise RuntimeError(f"reranking failed: {out.error}")
+            ids, entries = out.prompt_token_ids[-n:], out.prompt_logprobs[-n:]
+            totals.append(sum(e[t].logprob for e, t in zip(entries, ids, strict=True)))
+        return totals
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """The first `depth` hits reordered (their `score` becomes the fused score); the rest follow."""
+        head, tail = hits[: self.depth], hits[self.depth :]
+        if len(head) < 2:
+            return hits
+        likelihood = self.scores(query, [h.text for h in head])
+        by_model = sorted(range(len(head)), key=lambda i: -likelihood[i])
+        fused = [1.0 / (RRF_K + i + 1) for i in range(len(head))]  # the retriever's order
+        for rank, i in enumerate(by_model):
+            fused[i] += self.weight / (RRF_K + rank + 1)
+        order = sorted(range(len(head)), key=lambda i: (-fused[i], i))
+        return [replace(head[i], score=fused[i], likelihood=likelihood[i]) for i in order] + tail
