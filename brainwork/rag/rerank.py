@@ -84,13 +84,16 @@ class QueryLikelihoodReranker:
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """The first `depth` hits reordered (their `score` becomes the fused score); the rest follow."""
-        head, tail = hits[: self.depth], hits[self.depth :]
+        head = hits[: self.depth]
         if len(head) < 2:
             return hits
-        likelihood = self.scores(query, [h.text for h in head])
-        by_model = sorted(range(len(head)), key=lambda i: -likelihood[i])
-        fused = [1.0 / (RRF_K + i + 1) for i in range(len(head))]  # the retriever's order
+        return self.fuse(head, self.scores(query, [h.text for h in head])) + hits[self.depth :]
+
+    def fuse(self, hits: list[Hit], likelihood: Sequence[float]) -> list[Hit]:
+        """`hits` (the retriever's order) reordered by reciprocal rank fusion with the model's order."""
+        by_model = sorted(range(len(hits)), key=lambda i: -likelihood[i])
+        fused = [1.0 / (RRF_K + i + 1) for i in range(len(hits))]  # the retriever's order
         for rank, i in enumerate(by_model):
             fused[i] += self.weight / (RRF_K + rank + 1)
-        order = sorted(range(len(head)), key=lambda i: (-fused[i], i))
-        return [replace(head[i], score=fused[i], likelihood=likelihood[i]) for i in order] + tail
+        order = sorted(range(len(hits)), key=lambda i: (-fused[i], i))
+        return [replace(hits[i], score=fused[i], likelihood=likelihood[i]) for i in order]
