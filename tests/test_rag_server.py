@@ -75,6 +75,21 @@ def test_query_streams_like_chat(server: Server) -> None:
     assert parsed[-1]["object"] == "rag.citations" and parsed[-1]["answer"] == text.strip()
 
 
+def test_query_with_rerank_reorders_by_the_chat_model(server: Server) -> None:
+    """rerank: the served chat model scores log P(query | chunk) on the server's own engine; the
+    sources carry the fused scores (two rankings' reciprocal ranks, so each is at most 2 / 6)."""
+    body = {"collection": "notes", "query": "When does the night ferry to Sollen leave?", "k": 2}
+    plain = _post(server, "/v1/rag/query", body).json()
+    reranked = _post(server, "/v1/rag/query", {**body, "rerank": True, "rerank_depth": 3})
+    assert reranked.status_code == 200, reranked.text
+    got = reranked.json()
+    assert len(got["sources"]) == 2 and got["sources"][0]["source"] == "ferry" and got["answer"]
+    assert all(0 < s["score"] <= 2 / 6 for s in got["sources"])
+    assert [s["score"] for s in got["sources"]] != [s["score"] for s in plain["sources"]]
+    bad = _post(server, "/v1/rag/query", {**body, "rerank": True, "rerank_depth": 1})
+    assert bad.status_code == 400 and "rerank_depth" in bad.text
+
+
 def test_unrelated_question_is_refused_without_generation(server: Server) -> None:
     answer = _post(server, "/v1/rag/query", {"collection": "notes", "query": "Who won the 1966 football World Cup?"})
     assert answer.json()["refused"] is True and answer.json()["answer"].startswith("I don't know")

@@ -60,27 +60,30 @@ class QueryLikelihoodReranker:
     def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """log P(query | passage) for each (query, passage) pair, all in one engine batch (many
         queries' candidates at once keep the engine's batches full)."""
+        requests = self.requests(self.llm.tokenizer, pairs)
+        prompts = [{"prompt_token_ids": ids} for ids, _ in requests]
+        outs = self.llm.generate(prompts, [p for _, p in requests], use_tqdm=False) if prompts else []
+        return [query_likelihood(out) for out in outs]
+
+    def requests(self, tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], Any]]:
+        """(prompt ids, sampling params) per pair: the template around the passage, then the query,
+        whose tokens are the scored prompt logprobs. An engine driven elsewhere (the server's) runs
+        them; `query_likelihood` reads each output."""
         from brainwork.sampling_params import SamplingParams
 
-        tok = self.llm.tokenizer
-        prompts, params, query_lengths = [], [], []
+        out = []
         for query, text in pairs:
-            query_ids = tok.encode(" " + query.strip(), add_special_tokens=False)
-            words = tok.encode(text, add_special_tokens=False)[: self.max_passage_tokens]
-            head = tok.encode(self.template.format(passage=tok.decode(words)), add_special_tokens=False)
-            prompts.append({"prompt_token_ids": head + query_ids})
-            params.append(
-                SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=0, prompt_logprobs_start=len(head))
+            query_ids = tokenizer.encode(" " + query.strip(), add_special_tokens=False)
+            words = tokenizer.encode(text, add_special_tokens=False)[: self.max_passage_tokens]
+            head = tokenizer.encode(self.template.format(passage=tokenizer.decode(words)), add_special_tokens=False)
+            start = len(head)
+            out.append(
+                (
+                    head + query_ids,
+                    SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=0, prompt_logprobs_start=start),
+                )
             )
-            query_lengths.append(len(query_ids))
-        outs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
-        totals = []
-        for out, n in zip(outs, query_lengths, strict=True):
-            if out.error:
-                raise RuntimeError(f"reranking failed: {out.error}")
-            ids, entries = out.prompt_token_ids[-n:], out.prompt_logprobs[-n:]
-            totals.append(sum(e[t].logprob for e, t in zip(entries, ids, strict=True)))
-        return totals
+        return out
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """The first `depth` hits reordered (their `score` becomes the fused score); the rest follow."""
@@ -97,3 +100,11 @@ class QueryLikelihoodReranker:
             fused[i] += self.weight / (RRF_K + rank + 1)
         order = sorted(range(len(hits)), key=lambda i: (-fused[i], i))
         return [replace(hits[i], score=fused[i], likelihood=likelihood[i]) for i in order]
+
+
+def query_likelihood(out: Any) -> float:
+    """The summed prompt logprobs of a finished scoring request (`QueryLikelihoodReranker.requests`)."""
+    if out.error:
+        raise RuntimeError(f"reranking failed: {out.error}")
+    scored = zip(out.prompt_logprobs or [], out.prompt_token_ids, strict=True)
+    return sum(e[t].logprob for e, t in scored if e is not None)  # None: the passage, not scored

@@ -8,6 +8,7 @@ thread, one at a time, so the event loop never blocks on SQLite or a forward pas
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -26,6 +27,7 @@ from brainwork.rag.ingest import Embedder, Ingestor, Item
 from brainwork.rag.pg_store import is_postgres
 from brainwork.rag.readers import DEFAULT_MAX_BYTES, check_size
 from brainwork.rag.recommend import Recommender
+from brainwork.rag.rerank import QueryLikelihoodReranker, query_likelihood
 from brainwork.rag.search import MODES, Results, Searcher
 from brainwork.rag.store import VectorStore, default_store_path
 from brainwork.rag.stores import open_store
@@ -66,6 +68,10 @@ class RagQueryRequest(_Body):
     temperature: float = Field(0.0, ge=0, le=2)
     seed: int | None = None
     stream: bool = False
+    rerank: bool = Field(
+        False, description="reorder the top rerank_depth hits by the chat model's log P(query | chunk)"
+    )
+    rerank_depth: int = Field(10, ge=2, le=50, description="hits the chat model reorders when rerank is on")
 
 
 class RecommendationRequest(_Body):
@@ -156,15 +162,24 @@ def build_router(state: ServerState, dependencies: list[Any], store_path: str | 
             raise bad_request(f"mode: expected one of {', '.join(MODES)}, got {body.mode!r}", "mode")
         window = engine.engine.config.max_model_len
 
-        def retrieve() -> tuple[Results, list[int], list[Source]]:
-            searcher = Searcher(rag.store(), rag.embedder(), body.collection, body.mode)
-            results = searcher.run(body.query, body.k, body.where)
-            if not results.hits or results.best_cosine < body.min_score:
-                return results, [], []
-            ids, kept = fit_prompt(llm.encode_chat, body.query, results.hits, window, body.max_tokens)
-            return results, ids, [Source(i, h.source, h.chunk, h.score, h.text) for i, h in enumerate(kept, 1)]
+        reranker = QueryLikelihoodReranker(llm, body.rerank_depth) if body.rerank else None
+        fetch = max(body.k, body.rerank_depth) if reranker else body.k
 
-        results, ids, sources = await rag.run(retrieve)
+        def prompt(results: Results) -> tuple[list[int], list[Source]]:
+            if not results.hits or results.best_cosine < body.min_score:
+                return [], []
+            ids, kept = fit_prompt(llm.encode_chat, body.query, results.hits, window, body.max_tokens)
+            return ids, [Source(i, h.source, h.chunk, h.score, h.text) for i, h in enumerate(kept, 1)]
+
+        def search() -> Results:  # on the encoder thread, as every store and embedder call
+            return Searcher(rag.store(), rag.embedder(), body.collection, body.mode).run(body.query, fetch, body.where)
+
+        results = await rag.run(search)
+        if reranker is not None and len(results.hits) > 1 and results.best_cosine >= body.min_score:
+            likelihood = await _query_likelihoods(engine, reranker, llm.tokenizer, body.query, results.hits)
+            results.hits = reranker.fuse(results.hits, likelihood)
+        results.hits = results.hits[: body.k]
+        ids, sources = await rag.run(lambda: prompt(results))
         rid = f"rag-{uuid.uuid4().hex}"
         head = {"id": rid, "created": int(time.time()), "model": state.chat_name}
         params = SamplingParams(max_tokens=body.max_tokens, temperature=body.temperature, seed=body.seed)
@@ -194,6 +209,26 @@ def build_router(state: ServerState, dependencies: list[Any], store_path: str | 
         return {"object": "list", "collection": body.collection, "data": await rag.run(work)}
 
     return router
+
+
+async def _query_likelihoods(
+    engine: Any, reranker: QueryLikelihoodReranker, tokenizer: Any, query: str, hits: list[Any]
+) -> list[float]:
+    """The reranker's scoring requests on the server's engine (its loop runs them with everything
+    else in flight), all at once."""
+
+    async def one(ids: list[int], params: SamplingParams) -> float:
+        scored = None
+        async for out in engine.generate(ids, params):
+            if out.error:
+                raise APIError(500, f"reranking failed: {out.error}", "server_error", code="engine_error")
+            if out.prompt_logprobs is not None:
+                scored = out
+        assert scored is not None  # sent with the first token, and the request asks for one
+        return query_likelihood(scored)
+
+    requests = reranker.requests(tokenizer, [(query, h.text) for h in hits])
+    return list(await asyncio.gather(*(one(ids, params) for ids, params in requests)))
 
 
 def _answer_fields(text: str, sources: list[Source], results: Results) -> dict[str, Any]:
