@@ -52,11 +52,13 @@ class ModelRunner:
         # the chunks' row counts: llama.cpp's arithmetic (`numerics`) picks kernels per request
         with chunk_rows([c.num_tokens for c in chunks], [c.samples for c in chunks]):
             hidden = self.model(torch.tensor(ids), torch.cat(positions), attn)  # (N, H)
-        rows = sample_rows + [r for _, _, row, m in scored for r in range(row, row + m)]
-        logits = self.model.compute_logits(hidden[rows])  # (S + scored rows, V), one head matmul
+        logits = self.model.compute_logits(hidden[sample_rows])  # (S, V)
+        prompt_rows, at = [], 0
+        if scored:  # a call of its own: the sampling rows' logits never depend on who is scored
+            rows = [r for _, _, row, m in scored for r in range(row, row + m)]
+            scored_logits = self.model.compute_logits(hidden[rows])  # (P, V)
+            for c, first, _, m in scored:
+                prompt_rows.append(PromptRows(c, first, scored_logits[at : at + m]))
+                at += m
         self.forward_seconds += time.perf_counter() - start
-        prompt_rows, at = [], len(sample_rows)
-        for c, first, _, m in scored:
-            prompt_rows.append(PromptRows(c, first, logits[at : at + m]))
-            at += m
-        return logits[: len(sample_rows)], prompt_rows
+        return logits, prompt_rows
