@@ -247,15 +247,23 @@ class LLMEngine:
         chosen = lp.gather(1, targets[:, None])[:, 0]  # (m,)
         ranks = (lp > chosen[:, None]).sum(dim=-1) + 1  # (m,) 1 = the most likely token
         top = lp.topk(k, dim=-1) if k else None
-        decode = self.tokenizer.decode
         for i in range(m):
-            token = int(targets[i])
-            entry = {token: Logprob(float(chosen[i]), int(ranks[i]), decode([token], skip_special_tokens=False))}
-            if top is not None:
-                for lp_i, tid in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True):
-                    if tid not in entry:
-                        entry[tid] = Logprob(lp_i, None, decode([tid], skip_special_tokens=False))
+            alternatives = (
+                list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True)) if top is not None else []
+            )
+            entry = self._logprob_entry(int(targets[i]), float(chosen[i]), int(ranks[i]), alternatives)
             req.prompt_logprobs[rows.first + i] = entry
+
+    def _logprob_entry(
+        self, token: int, logprob: float, rank: int | None, top: list[tuple[int, float]]
+    ) -> dict[int, Logprob]:
+        """{token: Logprob} with the chosen token first, then the alternatives it is not among."""
+        decode = self.tokenizer.decode
+        entry = {token: Logprob(logprob, rank, decode([token], skip_special_tokens=False))}
+        for tid, lp in top:
+            if tid not in entry:
+                entry[tid] = Logprob(lp, None, decode([tid], skip_special_tokens=False))
+        return entry
 
     def _sampling_row(self, seq: Sequence) -> SamplingRow:
         req, sample = self._by_seq[seq.seq_id]
@@ -280,11 +288,7 @@ class LLMEngine:
         s.new_ids.append(token)
         if tok.logprob is not None:
             s.cumulative_logprob += tok.logprob
-            entry = {token: Logprob(tok.logprob, tok.rank, self.tokenizer.decode([token], skip_special_tokens=False))}
-            for tid, lp in tok.top or []:
-                if tid not in entry:
-                    entry[tid] = Logprob(lp, None, self.tokenizer.decode([tid], skip_special_tokens=False))
-            s.new_logprobs.append(entry)
+            s.new_logprobs.append(self._logprob_entry(token, tok.logprob, tok.rank, tok.top or []))
         count = seq.num_output_tokens
         may_stop = count >= p.min_tokens
         if (token in self.eos_ids and not p.ignore_eos) or token in p.stop_token_ids:
