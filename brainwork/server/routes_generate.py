@@ -13,7 +13,7 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -89,26 +89,13 @@ class _Job:
                     self.prompt_logprobs[p] = out.prompt_logprobs
                 yield p, out
 
-    def echoed_logprobs(self, p: int) -> dict[str, Any]:
-        """The prompt's tokens in the legacy completions logprobs shape; the first has nothing
-        before it, so its logprob and alternatives are null (as OpenAI's echo gives them)."""
-        entries = self.prompt_logprobs.get(p) or [None] * len(self.prompts[p].ids)
+    def echoed(self, p: int) -> tuple[list[str], list[dict[int, Logprob]]]:
+        """The echoed prompt for the legacy logprobs: the texts of its leading tokens that have
+        nothing to score (the first; every one if no logprobs came), then the scored entries."""
+        ids, entries = self.prompts[p].ids, self.prompt_logprobs.get(p) or []
+        scored = [e for e in entries if e is not None]
         decode = self.engine.engine.tokenizer.decode
-        out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
-        offset = 0
-        for token, entry in zip(self.prompts[p].ids, entries, strict=True):
-            if entry is None:
-                text, lp, tops = decode([token], skip_special_tokens=False), None, None
-            else:
-                text = token_str(entry[token])
-                lp = max(entry[token].logprob, -9999.0)
-                tops = {token_str(a): max(a.logprob, -9999.0) for _, a in top_alternatives(entry, self.top_k or 0)}
-            out["tokens"].append(text)
-            out["token_logprobs"].append(lp)
-            out["top_logprobs"].append(tops)
-            out["text_offset"].append(offset)
-            offset += len(text)
-        return out
+        return [decode([t], skip_special_tokens=False) for t in ids[: len(ids) - len(scored)]], scored
 
     async def collect(self) -> tuple[list[_Choice], dict[str, Any]]:
         choices = {
@@ -380,12 +367,12 @@ def _completion_chunks(job: _Job, echo: list[str], include_usage: bool) -> Async
             echoed.add(index)
             text = echo[p] + text
             if job.top_k is not None:  # the prompt's own logprobs lead the choice's first chunk
-                lps = job.echoed_logprobs(p)
+                unscored, scored = job.echoed(p)
+                lps = _completion_logprobs(scored + (c.logprobs or []), job.top_k, 0, unscored)
                 offsets[index] += sum(len(t) for t in lps["tokens"])
-        if job.top_k is not None and c.logprobs:
-            more = _completion_logprobs(c.logprobs, job.top_k, offsets[index])
-            offsets[index] += sum(len(t) for t in more["tokens"])
-            lps = more if lps is None else {key: lps[key] + more[key] for key in lps}
+        if lps is None and job.top_k is not None and c.logprobs:
+            lps = _completion_logprobs(c.logprobs, job.top_k, offsets[index])
+            offsets[index] += sum(len(t) for t in lps["tokens"])
         if not text and finish is None and lps is None:
             return None
         choice = {"index": index, "text": text, "logprobs": lps, "finish_reason": finish}
@@ -402,13 +389,21 @@ def _choice_logprobs(job: _Job, c: _Choice, echo: str) -> dict[str, Any] | None:
         return None
     if not echo:
         return _completion_logprobs(c.logprobs, job.top_k, 0)
-    prompt = job.echoed_logprobs(c.index // job.params.n)
-    more = _completion_logprobs(c.logprobs, job.top_k, sum(len(t) for t in prompt["tokens"]))
-    return {key: prompt[key] + more[key] for key in prompt}
+    unscored, scored = job.echoed(c.index // job.params.n)
+    return _completion_logprobs(scored + c.logprobs, job.top_k, 0, unscored)
 
 
-def _completion_logprobs(entries: list[dict[int, Logprob]], top: int | None, offset: int) -> dict[str, Any]:
-    tokens, token_logprobs, tops, offsets = [], [], [], []
+def _completion_logprobs(
+    entries: list[dict[int, Logprob]], top: int | None, offset: int, unscored: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The legacy shape; `unscored`: texts of leading tokens with null logprobs (an echoed prompt's first)."""
+    tokens: list[str] = list(unscored)
+    token_logprobs: list[float | None] = [None] * len(unscored)
+    tops: list[dict[str, float] | None] = [None] * len(unscored)
+    offsets: list[int] = []
+    for text in unscored:
+        offsets.append(offset)
+        offset += len(text)
     for entry in entries:
         chosen = next(iter(entry.values()))
         text = token_str(chosen)
