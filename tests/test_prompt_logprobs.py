@@ -93,7 +93,8 @@ def test_start_lets_the_prefix_cache_serve_the_shared_passage(tiny: LoadedDecode
     """Continuations of one 40-token passage: only the first computes it; all are scored alike."""
     rng = random.Random(5)
     passage = [rng.randrange(3, VOCAB) for _ in range(40)]
-    tails = [[rng.randrange(3, VOCAB) for _ in range(rng.randint(1, 9))] for _ in range(4)]
+    # the first tail is long: cached whole, its prompt would reach 48 tokens from the cache, past the start
+    tails = [[rng.randrange(3, VOCAB) for _ in range(n)] for n in (20, 3, 9, 1)]
     prompts = [passage + t for t in tails] + [passage + tails[0]]  # the last repeats the first exactly
     params = [SamplingParams(temperature=0, max_tokens=1, prompt_logprobs=0, prompt_logprobs_start=40)] * 5
     cached = engine_for(tiny, block_size=16)
