@@ -32,7 +32,7 @@ def status_bytes(key: str) -> int:
 
 
 def main() -> None:
-    import torch  # noqa: F401  (import before measuring so the baseline holds the libraries)
+    import torch  # (imported before measuring so the baseline holds the libraries)
 
     from brainwork.loader.decoder import load_decoder
     from brainwork.store import resolve_model
@@ -43,6 +43,9 @@ def main() -> None:
     peak = status_bytes("VmHWM")
     tensors = [*loaded.model.parameters(), *loaded.model.buffers()]
     weights = sum(t.numel() * t.element_size() for t in tensors)
+    # weights held in oneDNN's blocked layout (FloatLinear.pack) are neither
+    packed = [m.packed for m in loaded.model.modules() if getattr(m, "packed", None) is not None]
+    weights += sum(torch.ops.mkldnn._nbytes(p) for p in packed)
     print(peak - before, weights)
 
 

@@ -1,6 +1,6 @@
 """`FloatLinear`: the small-batch float32 GEMM kernel (`engine/native/small_gemm.c`) against
 `F.linear` in each of its builds (AVX-512 where the machine has it, AVX2, portable C); oneDNN
-above `small_rows`; its place in a loaded model.
+above `small_rows`; the packed oneDNN weight from `packed_rows`; its place in a loaded model.
 
 Tolerance: 1e-4 relative to the output's scale (summation order only)."""
 
@@ -19,7 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 from brainwork.loader.decoder import load_decoder
 from brainwork.models import vocab
 from brainwork.quant import float_linear
-from brainwork.quant.float_linear import FloatLinear, float_linears
+from brainwork.quant.float_linear import FloatLinear, float_linears, pack_float_linears
 from brainwork.store import resolve_model
 from tests.native_builds import build_function
 from tests.tiny_models import make_checkpoint
@@ -100,3 +100,53 @@ def test_a_loaded_float_model_decodes_on_the_kernel(tmp_path: Path) -> None:
     assert type(layer.self_attn.qkv_proj) is FloatLinear and layer.self_attn.q_proj is None
     assert type(layer.mlp.down_proj) is FloatLinear
     assert loaded.kept["float32 fast path"] == sum(type(m) is FloatLinear for m in loaded.model.modules())
+
+
+@pytest.mark.skipif(not float_linear.packable(), reason="this torch has no oneDNN weight reorder")
+@pytest.mark.parametrize(("k", "n"), [(16, 40), (17, 130), (576, 960), (1000, 13)])  # K, N off the block sizes too
+def test_packed_weight_matches_linear_and_skips_shared_weights(k: int, n: int) -> None:
+    torch.manual_seed(0)
+    emb = nn.Embedding(50, k)
+    head = nn.Linear(k, 50, bias=False)
+    head.weight = emb.weight  # tied: the embedding table must stay plain
+    mixed = nn.ModuleDict({"emb": emb, "head": head, "proj": nn.Linear(k, n)})
+    float_linears(mixed)
+    proj = mixed["proj"]
+    weight = proj.weight.detach().clone()
+    assert pack_float_linears(mixed) == 1
+    assert mixed["head"].packed is None and mixed["head"].weight is emb.weight
+    assert proj.weight is None and torch.equal(proj.dense_weight(), weight)  # one copy, the packed one
+    with torch.inference_mode():
+        for rows in (1, 2, FloatLinear.packed_rows, FloatLinear.small_rows + 1, 70):
+            x = torch.randn(rows, k)
+            want = F.linear(x, weight, proj.bias)
+            assert (proj(x) - want).abs().max().item() < 1e-5 * want.abs().max().item()
+            # one or two rows: blocked_gemm on the packed buffer; from packed_rows on, oneDNN reads it
+            assert ("mkldnn::_linear_pointwise" in _ops(lambda x=x: proj(x))) == (rows >= FloatLinear.packed_rows)
+        # both paths read the packed buffer: double it in place, the outputs double
+        float_linear.packed_view(proj.packed).mul_(2)
+        for rows in (1, FloatLinear.packed_rows):
+            x = torch.randn(rows, k)
+            assert torch.allclose(proj(x) - proj.bias, 2 * F.linear(x, weight), atol=1e-4)
+    x = torch.randn(2, k, requires_grad=True)  # autograd takes F.linear on the unpacked weight
+    assert torch.allclose(proj(x), F.linear(x, 2 * weight, proj.bias), atol=1e-4)
+
+
+def test_a_row_of_the_blocked_kernel_does_not_depend_on_its_partner() -> None:
+    layer = nn.Linear(576, 200)
+    float_linears(layer)
+    if not (float_linear.packable() and layer.pack()):
+        pytest.skip("no blocked layout here")
+    x = torch.randn(2, 576)
+    with torch.inference_mode():
+        assert torch.equal(layer(x[1:2])[0], layer(x)[1])
+
+
+def test_a_loaded_float_model_packs_all_but_its_tied_head(tmp_path: Path) -> None:
+    make_checkpoint(tmp_path, "llama", tie_word_embeddings=True)
+    loaded = load_decoder(resolve_model(str(tmp_path)), progress=False)
+    assert loaded.model.lm_head.weight is loaded.model.model.embed_tokens.weight
+    layers = [m for m in loaded.model.modules() if type(m) is FloatLinear]
+    want = len(layers) - 1 if float_linear.packable() else 0
+    assert loaded.kept.get("float32 packed for oneDNN", 0) == want == sum(m.packed is not None for m in layers)
+    assert loaded.model.lm_head.packed is None

@@ -16,7 +16,7 @@ from brainwork.models.base import materialize_buffers
 from brainwork.models.config import ModelConfig
 from brainwork.models.registry import decoder_class
 from brainwork.numerics.apply import ggml_weight_stream, to_ggml_numerics
-from brainwork.quant.float_linear import float_linears
+from brainwork.quant.float_linear import float_linears, pack_float_linears
 from brainwork.quant.modes import check_quantization
 from brainwork.quant.transform import fuse_projections, gguf_weight_stream, quantize_linears
 from brainwork.store import ResolvedModel
@@ -57,6 +57,9 @@ def load_decoder(
         # CPU path per batch size (brainwork.quant.float_linear)
         "float32 fast path": float_linears(loaded.model),
     }
+    # quantized models' float heads keep the arithmetic their llama.cpp parity was measured on
+    if quantization == "none":
+        counts["float32 packed for oneDNN"] = pack_float_linears(loaded.model)
     loaded.kept.update({k: n for k, n in counts.items() if n})
     return loaded
 
