@@ -152,6 +152,8 @@ def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
         if isinstance(m, (QuantLinear, NativeBlockLinear, GGMLKQuantLinear)):  # packed, or GGUF blocks
             tensors = [*m.buffers(), *(getattr(m, "c_form", None) or ())]  # K-quants: unpacked integers
             weight_bytes += sum(b.numel() * b.element_size() for b in tensors)
+        elif (packed := getattr(m, "packed", None)) is not None:  # FloatLinear in oneDNN's blocked layout only
+            weight_bytes += torch.ops.mkldnn._nbytes(packed)
         elif isinstance(m, torch.nn.Linear):
             weight_bytes += m.weight.numel() * m.weight.element_size()
     out["weight_bytes"] = weight_bytes

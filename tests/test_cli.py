@@ -119,12 +119,13 @@ def test_bad_sampling_flag_is_a_clean_error() -> None:
     assert "max_tokens" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_bench_measures_brainwork_alone() -> None:
+@pytest.mark.parametrize("quantization", ["auto", "none"])  # the file's blocks; float32 (oneDNN-blocked weights)
+def test_bench_measures_brainwork_alone(quantization: str) -> None:
     """`brainwork bench` with no peers: one worker process, every figure of the table measured
     (positive), the generation rate beside the end-to-end aggregate at each stream count."""
     proc = cli(
         "bench", "-m", "smollm2-135m-instruct", "--peers", "--streams", "2", "--tokens", "6",
-        "--prefill", "32", "--prompt", "16", "--repeat", "1", "--json",
+        "--prefill", "32", "--prompt", "16", "--repeat", "1", "--json", "--quantization", quantization,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     ours = json.loads(proc.stdout)["brainwork"]
