@@ -104,17 +104,16 @@ def test_a_loaded_float_model_decodes_on_the_kernel(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not float_linear.packable(), reason="this torch has no oneDNN weight reorder")
 @pytest.mark.parametrize(("k", "n"), [(16, 40), (17, 130), (576, 960), (1000, 13)])  # K, N off the block sizes too
-def test_packed_weight_matches_linear_and_skips_shared_weights(k: int, n: int) -> None:
+def test_packed_weight_matches_linear(k: int, n: int) -> None:
     torch.manual_seed(0)
-    emb = nn.Embedding(50, k)
-    head = nn.Linear(k, 50, bias=False)
-    head.weight = emb.weight  # tied: the embedding table must stay plain
-    mixed = nn.ModuleDict({"emb": emb, "head": head, "proj": nn.Linear(k, n)})
+    a, b = nn.Linear(k, 8), nn.Linear(k, 8)
+    b.weight = a.weight  # shared by two linears: neither can drop the plain weight
+    mixed = nn.ModuleDict({"a": a, "b": b, "proj": nn.Linear(k, n)})
     float_linears(mixed)
     proj = mixed["proj"]
     weight = proj.weight.detach().clone()
     assert pack_float_linears(mixed) == 1
-    assert mixed["head"].packed is None and mixed["head"].weight is emb.weight
+    assert a.packed is None and b.packed is None and a.weight is b.weight
     assert proj.weight is None and torch.equal(proj.dense_weight(), weight)  # one copy, the packed one
     with torch.inference_mode():
         for rows in (1, 2, FloatLinear.packed_rows, FloatLinear.small_rows + 1, 70):
@@ -132,6 +131,27 @@ def test_packed_weight_matches_linear_and_skips_shared_weights(k: int, n: int) -
     assert torch.allclose(proj(x), F.linear(x, 2 * weight, proj.bias), atol=1e-4)
 
 
+@pytest.mark.skipif(not float_linear.packable(), reason="this torch has no oneDNN weight reorder")
+def test_a_tied_head_is_packed_and_its_embedding_reads_the_packed_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    emb = nn.Embedding(130, 24)  # 130 rows: the last block of 64 is padded
+    head = nn.Linear(24, 130, bias=False)
+    head.weight = emb.weight
+    table = emb.weight.detach().clone()
+    model = nn.ModuleDict({"emb": emb, "head": head})
+    float_linears(model)
+    assert pack_float_linears(model) == 0  # the table is all the weights: packing it would double the peak
+    assert head.packed is None and head.weight is emb.weight
+    monkeypatch.setattr(float_linear, "TIED_SHARE", 1.0)
+    assert pack_float_linears(model) == 1
+    assert type(emb) is float_linear.PackedEmbedding and emb.weight is None and head.weight is None
+    ids = torch.tensor([[0, 63, 64], [129, 5, 127]])
+    with torch.inference_mode():
+        assert torch.equal(emb(ids), table[ids])  # (2, 3, 24): rows exactly
+        x = torch.randn(5, 24)
+        assert torch.allclose(head(x), x @ table.T, atol=1e-5)
+
+
 def test_a_row_of_the_blocked_kernel_does_not_depend_on_its_partner() -> None:
     layer = nn.Linear(576, 200)
     float_linears(layer)
@@ -142,11 +162,14 @@ def test_a_row_of_the_blocked_kernel_does_not_depend_on_its_partner() -> None:
         assert torch.equal(layer(x[1:2])[0], layer(x)[1])
 
 
-def test_a_loaded_float_model_packs_all_but_its_tied_head(tmp_path: Path) -> None:
+def test_a_loaded_float_model_packs_every_projection_and_its_tied_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_checkpoint(tmp_path, "llama", tie_word_embeddings=True)
+    monkeypatch.setattr(float_linear, "TIED_SHARE", 1.0)  # the tiny model is mostly its table
     loaded = load_decoder(resolve_model(str(tmp_path)), progress=False)
-    assert loaded.model.lm_head.weight is loaded.model.model.embed_tokens.weight
     layers = [m for m in loaded.model.modules() if type(m) is FloatLinear]
-    want = len(layers) - 1 if float_linear.packable() else 0
+    want = len(layers) if float_linear.packable() else 0
     assert loaded.kept.get("float32 packed for oneDNN", 0) == want == sum(m.packed is not None for m in layers)
-    assert loaded.model.lm_head.packed is None
+    if want:
+        assert type(loaded.model.model.embed_tokens) is float_linear.PackedEmbedding
