@@ -32,7 +32,7 @@ So from `packed_rows` rows up a packed layer runs on oneDNN; one or two rows run
 `blocked_gemm` (`small_gemm.c`), which reads the same blocked buffer as fast as `small_gemm` reads
 plain rows (20.1 vs 19.9 ms at 1 row). No plain copy is kept: packing costs no memory. A weight
 shared with an embedding (a tied head) is packed as well, the embedding reading its rows from
-the packed buffer (`PackedEmbedding`).
+the packed buffer (`PackedEmbedding`), unless the table is over a third of the weights.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class FloatLinear(nn.Linear):
     packed_rows = 3  # from here oneDNN on the packed weight, where the layer has one (table above)
     packed: torch.Tensor | None = None  # oneDNN's blocked form of the weight (opaque mkldnn tensor)
     layout: tuple[int, int] = (0, 0)  # its (nb, kp), for blocked_gemm
+    packed_ptr: int = 0  # its buffer's address
 
     def pack(self) -> bool:
         """Hold the weight in oneDNN's blocked layout only (laid out for a 64-row batch; any row
@@ -124,6 +125,7 @@ class FloatLinear(nn.Linear):
         if layout is None:
             return False
         self.packed, self.layout = packed, layout
+        self.packed_ptr = torch.ops.mkldnn.data_ptr(packed)  # fixed for its life: not looked up per call
         self.weight = None
         return True
 
@@ -150,10 +152,9 @@ class FloatLinear(nn.Linear):
         x = x.contiguous()
         out = torch.empty(x.shape[0], self.out_features, dtype=torch.float32)  # (M, N)
         b = 0 if self.bias is None else self.bias.data_ptr()
-        ptr = torch.ops.mkldnn.data_ptr(self.packed)
-        _blocked_kernel()(
-            x.data_ptr(), ptr, b, out.data_ptr(), x.shape[0], self.in_features, self.out_features, *self.layout
-        )
+        args = (x.shape[0], self.in_features, self.out_features, *self.layout)
+        if _blocked_kernel()(x.data_ptr(), self.packed_ptr, b, out.data_ptr(), *args) != 0:
+            raise RuntimeError(f"blocked_gemm cannot split a block of {self.layout[0]} columns")
         return out
 
 

@@ -124,7 +124,7 @@ static inline __attribute__((always_inline)) void part_rows(const float *x, cons
     }
 }
 
-// Returns 0, or -1 for a block width it cannot split (the caller then keeps the plain weight).
+// Returns 0, or -1 for a block width it cannot split (none that `blocked_layout` accepts).
 int blocked_gemm(const float *x, const float *w, const float *bias, float *out, int64_t M, int64_t K, int64_t N,
                  int64_t nb, int64_t kp) {
     const int64_t pw = nb % PW == 0 ? PW : nb % 16 == 0 ? 16 : nb % 8 == 0 ? 8 : nb;
