@@ -167,10 +167,13 @@ def test_a_loaded_float_model_packs_every_projection_and_its_tied_head(
 ) -> None:
     make_checkpoint(tmp_path, "llama", tie_word_embeddings=True)
     monkeypatch.setattr(float_linear, "TIED_SHARE", 1.0)  # the tiny model is mostly its table
-    monkeypatch.setenv("BRAINWORK_PACK", "1")
     loaded = load_decoder(resolve_model(str(tmp_path)), progress=False)
     layers = [m for m in loaded.model.modules() if type(m) is FloatLinear]
     want = len(layers) if float_linear.packable() else 0
     assert loaded.kept.get("float32 packed for oneDNN", 0) == want == sum(m.packed is not None for m in layers)
     if want:
         assert type(loaded.model.model.embed_tokens) is float_linear.PackedEmbedding
+    monkeypatch.setenv("BRAINWORK_PACK", "0")  # the way out keeps every weight plain
+    plain = load_decoder(resolve_model(str(tmp_path)), progress=False)
+    assert "float32 packed for oneDNN" not in plain.kept
+    assert all(m.packed is None for m in plain.model.modules() if type(m) is FloatLinear)

@@ -99,6 +99,7 @@ def test_chat_template_renders_like_transformers() -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_loading_makes_no_second_copy(name: str) -> None:
-    """Peak resident growth while loading stays below 1.5x the float weights (file pages included)."""
+    """Peak resident growth while loading stays below 1.35x the float weights (file pages included).
+    Measured 1.20-1.27x; without the heap trim after each fused group SmolLM2 went to 1.35-1.63x."""
     growth, weights = load_memory.measure(name)
-    assert growth < 1.5 * weights, (growth, weights)
+    assert growth < 1.35 * weights, (growth, weights)

@@ -46,6 +46,7 @@ from torch.nn import functional as F
 
 from brainwork.engine import native
 from brainwork.models.vocab import ONEDNN, onednn_linear
+from brainwork.quant.heap import release_freed
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 SIGNATURE = [_P, _P, _P, _P, _I, _I, _I]  # x, w, bias, out, M, K, N
@@ -222,19 +223,5 @@ def pack_float_linears(model: nn.Module) -> int:
                 emb.head_packed = m.packed
                 emb.blocks = packed_view(m.packed).view(-1, m.layout[1], m.layout[0])
                 emb.weight = None
-        _release_freed()  # each plain weight just freed: else the heap keeps them and a load's peak grows ~15%
+        release_freed()  # each plain weight just freed: else the heap keeps them and a load's peak grows ~15%
     return packed
-
-
-@cache
-def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc
-    except (OSError, AttributeError):
-        return None
-
-
-def _release_freed() -> None:
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)

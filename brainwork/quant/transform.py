@@ -19,6 +19,7 @@ from brainwork.loader.gguf import SUPPORTED_TYPES, GGUFFile
 from brainwork.loader.gguf_reader import TensorInfo
 from brainwork.quant.embedding import GGUFEmbedding
 from brainwork.quant.gguf_blocks import int4_groups
+from brainwork.quant.heap import release_freed
 from brainwork.quant.linear import QuantLinear
 from brainwork.quant.modes import plan
 from brainwork.quant.packing import int4_from_float, int8_from_float
@@ -185,5 +186,6 @@ def fuse_projections(model: nn.Module, concat: Callable[[list[nn.Module]], nn.Mo
             setattr(module, attr, fused)
             for n in names:  # the parts' memory goes; the fused copy holds the same bytes
                 setattr(module, n, None)
+            release_freed()  # else the heap may keep the parts: SmolLM2's load peak 1.25x -> 1.63x
             fused_count += 1
     return fused_count
