@@ -120,3 +120,34 @@ def test_batch_of_sequences_matches_alone(tmp_path: Path) -> None:
     assert (first[len(a) - 1 :] - alone[1][:-1]).abs().max().item() < TOL
     assert (last[0] - alone[0][-1]).abs().max().item() < TOL
     assert (last[1] - alone[1][-1]).abs().max().item() < TOL
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2"])
+def test_only_the_kept_rows_leave_the_last_block(tmp_path: Path, arch: str) -> None:
+    """`keep` rows come out as they do from the full forward (1e-5: the last block's matmuls see
+    fewer rows), that block's MLP runs on those rows alone, and every row's keys and values are
+    still cached: the next step attends to them exactly as after a full forward."""
+    make_checkpoint(tmp_path, arch)
+    loaded = load_decoder(resolve_model(str(tmp_path)), progress=False)
+    model = loaded.model
+    a, b = list(range(3, 14)), list(range(40, 45))
+    ids, pos = torch.tensor(a + b), torch.cat([torch.arange(len(a)), torch.arange(len(b))])
+    keep = torch.tensor([len(a) - 1, len(a) + len(b) - 1, 4])  # each prompt's last row, and one scored row
+    last = model.transformer["h"][-1].mlp["c_fc"] if arch == "gpt2" else model.model.layers[-1].mlp
+    seen: list[int] = []
+    hook = last.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    outs, nexts = [], []
+    with torch.inference_mode():
+        for rows in (None, keep):
+            cache = _paged_cache(loaded.config)
+            tables = [[5, 2, 9], [7, 1]]
+            attn = PagedAttention(cache, [ChunkMeta(0, len(a), tables[0]), ChunkMeta(0, len(b), tables[1])])
+            outs.append(model(ids, pos, attn, rows))
+            attn = PagedAttention(cache, [ChunkMeta(len(a), 1, tables[0]), ChunkMeta(len(b), 1, tables[1])])
+            nexts.append(model(torch.tensor([20, 21]), torch.tensor([len(a), len(b)]), attn))
+    hook.remove()
+    assert outs[1].shape == (3, model.config.hidden_size)
+    assert (outs[1] - outs[0][keep]).abs().max().item() < 1e-5
+    assert (nexts[1] - nexts[0]).abs().max().item() < 1e-5
+    if arch != "gpt2":  # GPT-2 takes its rows after the blocks
+        assert seen[::2] == [16, 3], seen  # full, then kept (the odd ones: the next steps)

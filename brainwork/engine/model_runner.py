@@ -51,12 +51,15 @@ class ModelRunner:
         start = time.perf_counter()
         # the chunks' row counts: llama.cpp's arithmetic (`numerics`) picks kernels per request
         with chunk_rows([c.num_tokens for c in chunks], [c.samples for c in chunks]):
-            hidden = self.model(torch.tensor(ids), torch.cat(positions), attn)  # (N, H)
-        logits = self.model.compute_logits(hidden[sample_rows])  # (S, V)
+            # only the rows that sample or are scored leave the model
+            rows = [r for _, _, row, m in scored for r in range(row, row + m)]
+            keep = torch.tensor(sample_rows + rows, dtype=torch.int64)
+            hidden = self.model(torch.tensor(ids), torch.cat(positions), attn, keep)  # (S + P, H)
+        s = len(sample_rows)
+        logits = self.model.compute_logits(hidden[:s])  # (S, V)
         prompt_rows, at = [], 0
         if scored:  # a call of its own: the sampling rows' logits never depend on who is scored
-            rows = [r for _, _, row, m in scored for r in range(row, row + m)]
-            scored_logits = self.model.compute_logits(hidden[rows])  # (P, V)
+            scored_logits = self.model.compute_logits(hidden[s:])  # (P, V)
             for c, first, _, m in scored:
                 prompt_rows.append(PromptRows(c, first, scored_logits[at : at + m]))
                 at += m

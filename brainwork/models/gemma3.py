@@ -26,8 +26,11 @@ class Gemma3DecoderLayer(nn.Module):
         self.pre_feedforward_layernorm = RMSNorm(h, eps, _OFFSET)
         self.post_feedforward_layernorm = RMSNorm(h, eps, _OFFSET)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor:
-        x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), positions, kv))
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor, kv: KVStore, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        h = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), positions, kv, keep))
+        x = (x if keep is None else x[keep]) + h
         return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
 
 

@@ -67,12 +67,15 @@ class GPT2LMHeadModel(nn.Module):
         )
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVStore, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Hidden states `(N, H)`, or of the rows `keep` only (selected after the blocks)."""
         t = self.transformer
         h = t["wte"](input_ids) + t["wpe"](positions)  # (N, H)
         for block in t["h"]:
             h = block(h, kv)
-        return t["ln_f"](h)
+        return t["ln_f"](h if keep is None else h[keep])
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return project(self.lm_head, hidden).float()

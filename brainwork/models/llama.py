@@ -37,7 +37,10 @@ class Attention(nn.Module):
     def reset_buffers(self) -> None:
         self.rotary = RotaryEmbedding(self.rope_cfg, self.cfg.head_dim)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor, kv: KVStore, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Every row's keys and values go to `kv`; the output is the rows `keep` (all if None)."""
         n, d = x.shape[0], self.cfg.head_dim
         if self.qkv_proj is not None:
             hq, hkv = self.cfg.num_heads * d, self.cfg.num_kv_heads * d
@@ -50,8 +53,8 @@ class Attention(nn.Module):
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = self.rotary(positions, q, k)
-        o = kv.attend(self.layer, q, k, v, scale=self.cfg.scale, window=self.window)
-        return self.o_proj(o.reshape(n, -1))
+        o = kv.attend(self.layer, q, k, v, scale=self.cfg.scale, window=self.window).reshape(n, -1)
+        return self.o_proj(o if keep is None else o[keep])
 
 
 class GatedMLP(nn.Module):
@@ -80,8 +83,12 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
         self.mlp = GatedMLP(cfg)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), positions, kv)
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor, kv: KVStore, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The block's output for rows `keep` (all if None); every row's keys and values are cached."""
+        h = self.self_attn(self.input_layernorm(x), positions, kv, keep)
+        x = (x if keep is None else x[keep]) + h
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -104,17 +111,27 @@ class DecoderModel(nn.Module):
         self.embedding_scale = cfg.embedding_scale
         # every block in one native call (brainwork.numerics.native_stack), set for models it covers
         self.stack: BlockStack | None = None
+        self.select_late = False  # True: `keep` rows are taken after the last block, not inside it
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVStore, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Hidden states `(N, H)`, or `(K, H)` of the rows `keep` only: the last block then runs its
+        output projection and MLP on those rows alone (its keys and values still cover every row),
+        as llama.cpp does for the rows it returns. A prefill chunk needs one row of 512."""
         h = self.embed_tokens(input_ids)  # (N, H)
         if self.embedding_scale is not None:  # Gemma scales by sqrt(H), rounded to the weight dtype
             h = h * torch.tensor(self.embedding_scale, dtype=h.dtype)
         stack = self.stack
         if stack is not None and stack.accepts(kv):
-            return self.norm(stack(h, positions, kv))
-        for layer in self.layers:
+            h = stack(h, positions, kv)
+            return self.norm(h if keep is None else h[keep])
+        *body, last = self.layers
+        for layer in body:
             h = layer(h, positions, kv)
-        return self.norm(h)
+        if self.select_late and keep is not None:
+            return self.norm(last(h, positions, kv)[keep])
+        return self.norm(last(h, positions, kv, keep))
 
 
 class CausalLM(nn.Module):
@@ -131,8 +148,10 @@ class CausalLM(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVStore) -> torch.Tensor:
-        return self.model(input_ids, positions, kv)
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVStore, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.model(input_ids, positions, kv, keep)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = project(self.lm_head, hidden).float()  # (M, V)

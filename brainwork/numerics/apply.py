@@ -193,6 +193,9 @@ def to_ggml_numerics(model: nn.Module, f: GGUFFile, counts: dict[str, int] | Non
         and not isinstance(layers[-1].mlp, LastRowApart)
     ):
         layers[-1].mlp = LastRowApart(layers[-1].mlp)
+        # LastRowApart splits the last block's rows by the chunks of the whole batch, so that
+        # block must see every row: the unwanted ones are dropped after it, not inside
+        model.model.select_late = True
     for name, m in list(model.named_modules()):
         if isinstance(m, RMSNorm):
             _swap(model, name, GGMLRMSNorm(m))
