@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import nn
@@ -57,6 +60,24 @@ def _yarn(cfg: RopeConfig, dim: int) -> tuple[torch.Tensor, float]:
     return inter * (1 - extrapolation) + extra * extrapolation, mscale
 
 
+# (positions, cos, sin) by (rope config, head_dim, dtype), for the forward pass that set it up
+_SHARED: ContextVar[dict[tuple[object, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None] = ContextVar(
+    "rope_tables", default=None
+)
+
+
+@contextmanager
+def shared_tables() -> Iterator[None]:
+    """Within the block (one forward pass) every layer with the same RoPE settings reuses the
+    cos/sin tables of the first one given the same `positions` tensor: 8 ops a layer computed
+    once, not 30 times."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 class RotaryEmbedding(nn.Module):
     """Applies RoPE to q `(N, Hq, D)` and k `(N, Hkv, D)` at integer `positions` `(N,)`."""
 
@@ -64,12 +85,24 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         inv, self.mscale = inv_frequencies(cfg, head_dim)
         self.register_buffer("inv_freq", inv, persistent=False)
+        self.key = (cfg, head_dim)
 
-    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def tables(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin `(N, 1, D)` at `positions`, scaled, in `dtype`."""
+        shared = _SHARED.get()
+        key = (*self.key, dtype)
+        if shared is not None and (hit := shared.get(key)) is not None and hit[0] is positions:
+            return hit[1], hit[2]
         freqs = positions.float()[:, None] * self.inv_freq[None, :]  # (N, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # (N, 1, D)
-        cos = (emb.cos() * self.mscale).to(q.dtype)
-        sin = (emb.sin() * self.mscale).to(q.dtype)
+        cos = (emb.cos() * self.mscale).to(dtype)
+        sin = (emb.sin() * self.mscale).to(dtype)
+        if shared is not None:  # holding `positions` keeps its identity from being reused
+            shared[key] = (positions, cos, sin)
+        return cos, sin
+
+    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = self.tables(positions, q.dtype)
         return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
 

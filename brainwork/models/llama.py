@@ -11,7 +11,7 @@ from torch import nn
 from brainwork.layers.activation import get_activation
 from brainwork.layers.attention import KVStore
 from brainwork.layers.norm import RMSNorm
-from brainwork.layers.rotary import RotaryEmbedding
+from brainwork.layers.rotary import RotaryEmbedding, shared_tables
 from brainwork.models.base import assign_weights
 from brainwork.models.config import ModelConfig, RopeConfig
 from brainwork.models.vocab import project
@@ -127,11 +127,12 @@ class DecoderModel(nn.Module):
             h = stack(h, positions, kv)
             return self.norm(h if keep is None else h[keep])
         *body, last = self.layers
-        for layer in body:
-            h = layer(h, positions, kv)
-        if self.select_late and keep is not None:
-            return self.norm(last(h, positions, kv)[keep])
-        return self.norm(last(h, positions, kv, keep))
+        with shared_tables():  # one RoPE table for all layers
+            for layer in body:
+                h = layer(h, positions, kv)
+            if self.select_late and keep is not None:
+                return self.norm(last(h, positions, kv)[keep])
+            return self.norm(last(h, positions, kv, keep))
 
 
 class CausalLM(nn.Module):
