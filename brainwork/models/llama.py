@@ -92,8 +92,8 @@ class DecoderLayer(nn.Module):
     ) -> torch.Tensor:
         """The block's output for rows `keep` (all if None); every row's keys and values are cached."""
         h = self.self_attn(self.input_layernorm(x), positions, kv, keep)
-        x = (x if keep is None else x[keep]) + h
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x, normed = self.post_attention_layernorm.add(x if keep is None else x[keep], h)
+        return x + self.mlp(normed)
 
 
 class BlockStack(Protocol):

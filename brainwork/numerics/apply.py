@@ -34,6 +34,11 @@ class GGMLRMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ops.rms_norm(x.float(), self.weight, self.eps)
 
+    def add(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(x + residual, norm of it)`, as `RMSNorm.add` (ggml adds, then norms)."""
+        total = x + residual
+        return total, self(total)
+
 
 class GGMLRotary(nn.Module):
     """RoPE from ggml's angle cache; `freq_scale` 1 / factor for linear scaling. `q_scale`: a
