@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
 
 import torch
 from torch import nn
 
+from brainwork.engine import native
 from brainwork.models.config import RopeConfig
+
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+
+
+@cache
+def _kernel() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    # q, q row stride, q heads, k, k row stride, k heads, cos, sin, rows, head dim (engine/native/rope.c)
+    return native.function("rope", "rope_inplace", [_P, _I, _I, _P, _I, _I, _P, _P, _I, _I])
 
 
 def inv_frequencies(cfg: RopeConfig, dim: int) -> tuple[torch.Tensor, float]:
@@ -104,6 +115,35 @@ class RotaryEmbedding(nn.Module):
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cos, sin = self.tables(positions, q.dtype)
         return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+    def rotate_(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `forward`, but float32 rows are rotated in place in one C call (`engine/native/rope.c`,
+        bit-equal to `forward`): q and k must then be temporaries of the caller, such as the views
+        of a fused q/k/v projection's output. Other inputs go through `forward`."""
+        cos, sin = self.tables(positions, q.dtype)
+        if not _rotatable(q, k, cos) or (fn := _kernel()) is None:
+            return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        n, hq, d = q.shape
+        fn(q.data_ptr(), q.stride(0), hq, k.data_ptr(), k.stride(0), k.shape[1], cos.data_ptr(), sin.data_ptr(), n, d)
+        return q, k
+
+
+def _rotatable(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor) -> bool:
+    """Float32 CPU rows `(N, H, D)` whose heads lie contiguous, with no autograd, and tables `(N, 1, D)`."""
+    d = q.shape[-1]
+    return (
+        q.dtype == k.dtype == cos.dtype == torch.float32
+        and q.device.type == "cpu"
+        and q.dim() == k.dim() == 3
+        and k.shape[0] == q.shape[0]
+        and k.shape[-1] == d
+        and d % 2 == 0
+        and q.stride()[1:] == (d, 1)
+        and k.stride()[1:] == (d, 1)
+        and cos.is_contiguous()
+        and cos.numel() == q.shape[0] * d
+        and not (q.requires_grad or k.requires_grad)
+    )
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

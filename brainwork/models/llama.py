@@ -53,7 +53,7 @@ class Attention(nn.Module):
             v = self.v_proj(x).view(n, -1, d)
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rotary(positions, q, k)
+        q, k = self.rotary.rotate_(positions, q, k)  # in place: q, k are this call's temporaries
         o = kv.attend(self.layer, q, k, v, scale=self.cfg.scale, window=self.window).reshape(n, -1)
         return self.o_proj(o if keep is None else o[keep])
 
