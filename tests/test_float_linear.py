@@ -116,15 +116,19 @@ def test_packed_weight_matches_linear(k: int, n: int) -> None:
     assert a.packed is None and b.packed is None and a.weight is b.weight
     assert proj.weight is None and torch.equal(proj.dense_weight(), weight)  # one copy, the packed one
     with torch.inference_mode():
-        for rows in (1, 2, FloatLinear.packed_rows, FloatLinear.small_rows + 1, 70):
+        decode = float_linear._decode_kernel() is not None and proj.layout[0] % 32 == 0
+        for rows in (1, 2, FloatLinear.packed_rows, FloatLinear.small_rows + 1, 70, FloatLinear.decode_rows + 1):
             x = torch.randn(rows, k)
             want = F.linear(x, weight, proj.bias)
             assert (proj(x) - want).abs().max().item() < 1e-5 * want.abs().max().item()
-            # one or two rows: blocked_gemm on the packed buffer; from packed_rows on, oneDNN reads it
-            assert ("mkldnn::_linear_pointwise" in _ops(lambda x=x: proj(x))) == (rows >= FloatLinear.packed_rows)
-        # both paths read the packed buffer: double it in place, the outputs double
+            # up to decode_rows decode_gemm (AVX-512 builds); else one or two rows blocked_gemm on
+            # the packed buffer, and from packed_rows on oneDNN reads it
+            on_decode = decode and rows <= FloatLinear.decode_rows
+            onednn = rows >= FloatLinear.packed_rows and not on_decode
+            assert ("mkldnn::_linear_pointwise" in _ops(lambda x=x: proj(x))) == onednn
+        # every path reads the packed buffer: double it in place, the outputs double
         float_linear.packed_view(proj.packed).mul_(2)
-        for rows in (1, FloatLinear.packed_rows):
+        for rows in (1, FloatLinear.packed_rows, FloatLinear.decode_rows + 1):
             x = torch.randn(rows, k)
             assert torch.allclose(proj(x) - proj.bias, 2 * F.linear(x, weight), atol=1e-4)
     x = torch.randn(2, k, requires_grad=True)  # autograd takes F.linear on the unpacked weight
@@ -160,6 +164,43 @@ def test_a_row_of_the_blocked_kernel_does_not_depend_on_its_partner() -> None:
     x = torch.randn(2, 576)
     with torch.inference_mode():
         assert torch.equal(layer(x[1:2])[0], layer(x)[1])
+
+
+needs_decode_kernel = pytest.mark.skipif(
+    not (float_linear.packable() and float_linear._decode_kernel() is not None),
+    reason="decode_gemm is built for AVX-512 machines only",
+)
+
+
+@needs_decode_kernel
+@pytest.mark.parametrize(("k", "n"), [(576, 960), (896, 100), (17, 64), (1536, 576)])  # 100: a padded last block
+@pytest.mark.parametrize("rows", [1, 2, 5, 12, 13, 64, 128])  # tiles of 12 and their remainders
+def test_decode_kernel_matches_linear(rows: int, k: int, n: int) -> None:
+    torch.manual_seed(rows)
+    layer = nn.Linear(k, n)
+    want_weight = layer.weight.detach().clone()
+    float_linears(layer)
+    assert layer.pack() and layer.layout[0] % 32 == 0
+    x = torch.randn(rows, k)
+    with torch.inference_mode():
+        got = layer(x)
+    want = F.linear(x, want_weight, layer.bias)
+    assert got.shape == (rows, n)
+    assert (got - want).abs().max().item() < 1e-5 * want.abs().max().item()
+    assert "mkldnn::_linear_pointwise" not in _ops(lambda: layer(x))
+
+
+@needs_decode_kernel
+def test_a_row_of_the_decode_kernel_does_not_depend_on_its_batch_company() -> None:
+    layer = nn.Linear(576, 960)
+    float_linears(layer)
+    assert layer.pack()
+    x = torch.randn(FloatLinear.decode_rows, 576)
+    with torch.inference_mode():
+        whole = layer(x)
+        for rows in (1, 7, 13, 64):  # other tile splits put row 0 and the last row in other tiles
+            assert torch.equal(layer(x[:rows])[0], whole[0])
+            assert torch.equal(layer(x[-rows:])[-1], whole[-1])
 
 
 def test_a_loaded_float_model_packs_every_projection_and_its_tied_head(

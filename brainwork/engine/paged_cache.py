@@ -23,6 +23,8 @@ from brainwork.engine.native_decode import NativeDecode
 from brainwork.numerics import native as ggml_native
 from brainwork.numerics.flash_attention import ggml_attention
 
+Q_BLOCK = 128  # a prompt chunk's queries attend in blocks of about this many rows (`_causal_blocks`)
+
 
 class PagedKVCache:
     def __init__(
@@ -72,6 +74,7 @@ class _Group:
     span: int  # Tk: key positions per sequence after the gather (nb * block_size) or n
     q_pos: torch.Tensor  # (B, Tq) absolute positions of the queries
     k_len: torch.Tensor  # (B,) valid keys per sequence (positions >= k_len are padding)
+    start: int = 0  # a prompt chunk's first position (keys from 0 are its cached context)
 
 
 @dataclass
@@ -116,7 +119,7 @@ class PagedAttention:
                 else:
                     nb = -(-end // bs)
                     blocks = torch.tensor(c.block_table[:nb], dtype=torch.long)
-                    self.groups.append(_Group(rows, blocks, 1, nb * bs, pos, torch.tensor([end])))
+                    self.groups.append(_Group(rows, blocks, 1, nb * bs, pos, torch.tensor([end]), c.start))
             row += c.num_tokens
         self.slot_mapping = torch.tensor(slots, dtype=torch.long)  # (N,)
         self.native: _NativeGroup | None = None
@@ -125,6 +128,7 @@ class PagedAttention:
         else:
             self._bucket_decodes(decodes, bucket_slack)
         self._masks: dict[tuple[int, int | None], torch.Tensor] = {}
+        self._block_masks: dict[tuple[int, int | None], list[torch.Tensor]] = {}
         self._ggml_rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # for the C kernel
 
     def _bucket_decodes(self, decodes: list[tuple[int, int, ChunkMeta]], slack: float) -> None:
@@ -200,11 +204,52 @@ class PagedAttention:
                 keys = self.cache.gather(0, layer, g.blocks).view(g.batch, g.span, hkv, d).transpose(1, 2)
                 vals = self.cache.gather(1, layer, g.blocks).view(g.batch, g.span, hkv, d).transpose(1, 2)
             mask = self._mask(gi, g, window, g_per_kv)
-            o = F.scaled_dot_product_attention(qg, keys.to(q.dtype), vals.to(q.dtype), attn_mask=mask, scale=scale)
+            if g.batch == 1 and tq >= Q_BLOCK * 3 // 2:
+                o = self._causal_blocks(gi, g, qg, keys.to(q.dtype), vals.to(q.dtype), mask, window, scale)
+            else:
+                o = F.scaled_dot_product_attention(qg, keys.to(q.dtype), vals.to(q.dtype), attn_mask=mask, scale=scale)
             # (B, Hkv, G * Tq, D) -> (B * Tq, Hq, D)
             o = o.view(g.batch, hkv, g_per_kv, tq, d).permute(0, 3, 1, 2, 4).reshape(g.batch * tq, hkv * g_per_kv, d)
             out[g.rows] = o
         return out
+
+    def _causal_blocks(
+        self,
+        gi: int,
+        g: _Group,
+        qg: torch.Tensor,  # (1, Hkv, G * Tq, D)
+        keys: torch.Tensor,  # (1, Hkv, Tk, D)
+        vals: torch.Tensor,
+        mask: torch.Tensor,  # (1, 1, G * Tq, Tk)
+        window: int | None,
+        scale: float,
+    ) -> torch.Tensor:  # (1, Hkv, G * Tq, D)
+        """A long prompt chunk's queries in blocks of about `Q_BLOCK` rows, each over the keys up to
+        its own last position only. SDPA with a mask computes every query against every key, so a
+        whole causal chunk does twice the work it needs; in blocks of 128 the waste is an eighth at
+        512 rows, 25-40% faster in SmolLM2's and Qwen2.5's shapes (docs/ARCHITECTURE.md)."""
+        _, hkv, rows, d = qg.shape
+        tq, span = g.q_pos.shape[1], keys.shape[2]
+        gpk = rows // tq
+        parts = -(-tq // Q_BLOCK)
+        size = -(-tq // parts)  # equal blocks: 320 rows as 3 x 107, not 128 + 128 + 64
+        key = (gi, window)
+        if key not in self._block_masks:  # (1, 1, G * b, end) per block, made once for all layers
+            m5 = mask.view(1, 1, gpk, tq, span)
+            self._block_masks[key] = [
+                m5[:, :, :, j : j + size, : g.start + min(tq, j + size)].reshape(1, 1, -1, g.start + min(tq, j + size))
+                for j in range(0, tq, size)
+            ]
+        q5 = qg.view(1, hkv, gpk, tq, d)
+        keys, vals = keys.contiguous(), vals.contiguous()  # sliced by every block below
+        outs = []
+        for j, m in zip(range(0, tq, size), self._block_masks[key], strict=True):
+            e = min(tq, j + size)
+            qb = q5[:, :, :, j:e].reshape(1, hkv, gpk * (e - j), d)
+            end = g.start + e
+            o = F.scaled_dot_product_attention(qb, keys[:, :, :end], vals[:, :, :end], attn_mask=m, scale=scale)
+            outs.append(o.view(1, hkv, gpk, e - j, d))
+        return torch.cat(outs, dim=3).view(1, hkv, rows, d)
 
     def ggml_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For the C attention: each row's chunk index `(N,)`, its position `(N,)`, and the chunks'
