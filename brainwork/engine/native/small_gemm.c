@@ -45,8 +45,9 @@ static inline float vsum(vec x) { float s = 0.f; for (int i = 0; i < 8; i++) s +
 enum { NR = 4, NB = 16 };  // w rows per tile; w rows per thread task (NB * K floats stay in L1/L2)
 
 // up to MR rows of x (mr of them valid) against w rows n0..n0+nr-1 (nr <= NR)
+// pf: where given, the next NR rows of w, fetched a line per row as this tile streams its own
 static inline void tile(const float *x, const float *w, float *out, const float *bias, int64_t mr, int64_t nr,
-                        int64_t K, int64_t ldo) {
+                        int64_t K, int64_t ldo, const float *pf) {
     vec a[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) a[i][j] = VZERO();
@@ -56,6 +57,8 @@ static inline void tile(const float *x, const float *w, float *out, const float 
     for (int64_t k = 0; k < kv; k += LANES) {
         vec b[NR];
         for (int j = 0; j < NR; j++) b[j] = VLOAD(wr[j] + k);
+        if (pf && (k & 15) == 0)  // one 64-byte line a row every 16 floats
+            for (int j = 0; j < NR; j++) __builtin_prefetch(pf + j * K + k, 0, 2);
         for (int i = 0; i < MR; i++) {
             if (i < mr) {
                 const vec xv = VLOAD(x + i * K + k);
@@ -81,7 +84,11 @@ int small_gemm(const float *x, const float *w, const float *bias, float *out, in
             const int64_t mr = M - m0 < MR ? M - m0 : MR;
             for (int64_t n = n0; n < n1; n += NR) {
                 const int64_t nr = n1 - n < NR ? n1 - n : NR;
-                tile(x + m0 * K, w + n * K, out + m0 * N + n, bias ? bias + n : 0, mr, nr, K, N);
+                // the first pass over these rows fetches the next ones: the hardware prefetcher alone
+                // leaves the read at ~15 GB/s (SmolLM2's 49,152 x 576 head, 2 threads: 4 rows of x
+                // 6.3 -> 3.9 ms, 16 rows 10.7 -> 7.6 ms; oneDNN 7.5 and 9.3)
+                const float *pf = m0 == 0 && n + NR < N ? w + (n + NR) * K : 0;
+                tile(x + m0 * K, w + n * K, out + m0 * N + n, bias ? bias + n : 0, mr, nr, K, N, pf);
             }
         }
     }
