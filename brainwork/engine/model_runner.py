@@ -53,7 +53,9 @@ class ModelRunner:
         with chunk_rows([c.num_tokens for c in chunks], [c.samples for c in chunks]):
             # only the rows that sample or are scored leave the model
             rows = [r for _, _, row, m in scored for r in range(row, row + m)]
-            keep = torch.tensor(sample_rows + rows, dtype=torch.int64)
+            kept = sample_rows + rows
+            # a pure decode step keeps every row in order: None spares the last block its row copies
+            keep = None if kept == list(range(len(ids))) else torch.tensor(kept, dtype=torch.int64)
             hidden = self.model(torch.tensor(ids), torch.cat(positions), attn, keep)  # (S + P, H)
         s = len(sample_rows)
         logits = self.model.compute_logits(hidden[:s])  # (S, V)
