@@ -154,6 +154,8 @@ def _work_brainwork(a: argparse.Namespace, vocab: int) -> dict[str, Any]:
             weight_bytes += sum(b.numel() * b.element_size() for b in tensors)
         elif (packed := getattr(m, "packed", None)) is not None:  # FloatLinear in oneDNN's blocked layout only
             weight_bytes += torch.ops.mkldnn._nbytes(packed)
+        elif isinstance(m, torch.nn.Linear) and (blocks := getattr(m, "blocks", None)) is not None:  # blocked in place
+            weight_bytes += blocks.numel() * blocks.element_size()
         elif isinstance(m, torch.nn.Linear):
             weight_bytes += m.weight.numel() * m.weight.element_size()
     out["weight_bytes"] = weight_bytes

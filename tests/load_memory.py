@@ -35,6 +35,7 @@ def main() -> None:
     import torch  # (imported before measuring so the baseline holds the libraries)
 
     from brainwork.loader.decoder import load_decoder
+    from brainwork.quant.float_linear import FloatLinear
     from brainwork.store import resolve_model
 
     resolved = resolve_model(sys.argv[1], progress=False)
@@ -43,9 +44,11 @@ def main() -> None:
     peak = status_bytes("VmHWM")
     tensors = [*loaded.model.parameters(), *loaded.model.buffers()]
     weights = sum(t.numel() * t.element_size() for t in tensors)
-    # weights held in oneDNN's blocked layout (FloatLinear.pack) are neither
-    packed = [m.packed for m in loaded.model.modules() if getattr(m, "packed", None) is not None]
-    weights += sum(torch.ops.mkldnn._nbytes(p) for p in packed)
+    # weights held in oneDNN's blocked layout (FloatLinear.pack), or blocked in place (a tied
+    # head's table, FloatLinear.block_in_place), are neither
+    linears = [m for m in loaded.model.modules() if isinstance(m, FloatLinear)]
+    weights += sum(torch.ops.mkldnn._nbytes(m.packed) for m in linears if m.packed is not None)
+    weights += sum(m.blocks.numel() * m.blocks.element_size() for m in linears if m.blocks is not None)
     print(peak - before, weights)
 
 

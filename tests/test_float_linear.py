@@ -211,10 +211,41 @@ def test_a_loaded_float_model_packs_every_projection_and_its_tied_head(
     loaded = load_decoder(resolve_model(str(tmp_path)), progress=False)
     layers = [m for m in loaded.model.modules() if type(m) is FloatLinear]
     want = len(layers) if float_linear.packable() else 0
-    assert loaded.kept.get("float32 packed for oneDNN", 0) == want == sum(m.packed is not None for m in layers)
+    held = sum(m.packed is not None or m.blocks is not None for m in layers)  # the tied head may be blocked in place
+    assert loaded.kept.get("float32 packed for oneDNN", 0) == want == held
     if want:
         assert type(loaded.model.model.embed_tokens) is float_linear.PackedEmbedding
     monkeypatch.setenv("BRAINWORK_PACK", "0")  # the way out keeps every weight plain
     plain = load_decoder(resolve_model(str(tmp_path)), progress=False)
     assert "float32 packed for oneDNN" not in plain.kept
-    assert all(m.packed is None for m in plain.model.modules() if type(m) is FloatLinear)
+    assert all(m.packed is None and m.blocks is None for m in plain.model.modules() if type(m) is FloatLinear)
+
+
+@needs_decode_kernel
+def test_a_tied_head_is_blocked_in_place_and_its_embedding_reads_the_blocks() -> None:
+    """A tied table over `TIED_SHARE` of the weights is rearranged where it lies (no second copy);
+    the head runs on decode_gemm at every row count, in parts of `decode_rows`; the embedding reads
+    its rows from the blocks."""
+    torch.manual_seed(0)
+    emb = nn.Embedding(320, 40)  # 320 rows: 10 blocks of 32
+    head = nn.Linear(40, 320, bias=False)
+    head.weight = emb.weight
+    table = emb.weight.detach().clone()
+    address = emb.weight.data_ptr()
+    model = nn.ModuleDict({"emb": emb, "head": head})
+    float_linears(model)
+    assert pack_float_linears(model) == 1
+    assert head.blocks is not None and head.packed is None and head.weight is None and emb.weight is None
+    assert head.blocks.data_ptr() == address and head.blocks.shape == (10, 40, 32)  # the table's own storage
+    assert torch.equal(head.blocks[1, :, 5], table[32 + 5])  # row n at (n / 32, :, n % 32)
+    assert torch.equal(head.dense_weight(), table)
+    ids = torch.tensor([[0, 31, 32], [319, 5, 200]])
+    with torch.inference_mode():
+        assert torch.equal(emb(ids), table[ids])
+        for rows in (1, 7, FloatLinear.decode_rows, 2 * FloatLinear.decode_rows + 3):
+            x = torch.randn(rows, 40)
+            want = x @ table.T
+            assert (head(x) - want).abs().max().item() < 1e-5 * want.abs().max().item()
+            assert "mkldnn::_linear_pointwise" not in _ops(lambda x=x: head(x))
+    x = torch.randn(2, 40, requires_grad=True)  # autograd takes F.linear on the unblocked weight
+    assert torch.allclose(head(x), x @ table.T, atol=1e-5)

@@ -126,6 +126,7 @@ class FloatLinear(nn.Linear):
     packed_rows = 3  # from here oneDNN on the packed weight, where the layer has one (table above)
     decode_rows = 128  # up to here decode_gemm on the packed weight, where it is built (AVX-512)
     packed: torch.Tensor | None = None  # oneDNN's blocked form of the weight (opaque mkldnn tensor)
+    blocks: torch.Tensor | None = None  # or the weight's own storage rearranged into that form (`block_in_place`)
     layout: tuple[int, int] = (0, 0)  # its (nb, kp), for blocked_gemm
     packed_ptr: int = 0  # its buffer's address
 
@@ -142,8 +143,33 @@ class FloatLinear(nn.Linear):
         self.weight = None
         return True
 
+    def block_in_place(self) -> bool:
+        """Rearrange the weight's own storage into the blocked layout `(N / 32, K, 32)` that
+        `decode_gemm` reads, 32 output rows at a time through a small temporary: no second copy
+        of the weight ever exists, so a head tied to a large embedding table can be blocked
+        where oneDNN's reorder (which writes a new buffer) would set the load's peak. Only where
+        `decode_gemm` is built (AVX-512) and N is a multiple of 32; False, and nothing changed,
+        otherwise. Every call then runs on `decode_gemm`, in parts of `decode_rows` rows."""
+        w = self.weight
+        if _decode_kernel() is None or w is None or self.packed is not None or self.out_features % 32:
+            return False
+        if not (w.dtype == torch.float32 and w.is_contiguous() and w.device.type == "cpu"):
+            return False
+        n, k = w.shape
+        with torch.no_grad():
+            step = 64 * 32  # rows per pass: a (2048, K) temporary, 4.7 MB at K=576
+            for r in range(0, n, step):
+                part = w[r : r + step]  # (rows, K) -> (rows / 32, K, 32), in the same place
+                part.view(-1).copy_(part.view(-1, 32, k).transpose(1, 2).contiguous().view(-1))
+        self.blocks, self.layout = w.detach().view(n // 32, k, 32), (32, k)
+        self.packed_ptr = w.data_ptr()
+        self.weight = None
+        return True
+
     def dense_weight(self) -> torch.Tensor:
         """The `(N, K)` weight: the parameter, or unpacked (a copy) for the rare calls that need it."""
+        if self.blocks is not None:
+            return self.blocks.transpose(1, 2).reshape(self.out_features, self.in_features)
         return self.weight if self.packed is None else self.packed.to_dense()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,7 +177,11 @@ class FloatLinear(nn.Linear):
         if rows == 0 or x.dtype != torch.float32 or not x.is_cpu or torch.is_grad_enabled():
             return F.linear(x, self.dense_weight(), self.bias)
         flat = x.reshape(rows, self.in_features)
-        if self.packed is not None:
+        if self.blocks is not None:  # every row count on decode_gemm (`block_in_place`)
+            fn = _decode_kernel()
+            parts = [self._blocked(flat[i : i + self.decode_rows], fn) for i in range(0, rows, self.decode_rows)]
+            out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        elif self.packed is not None:
             if rows <= self.decode_rows and self.layout[0] % 32 == 0 and (fn := _decode_kernel()) is not None:
                 out = self._blocked(flat, fn)
             elif rows >= self.packed_rows:
@@ -194,12 +224,13 @@ TIED_SHARE = 0.2  # the largest tied table, as a share of all weights, that is p
 
 class PackedEmbedding(nn.Embedding):
     """An embedding table tied to a packed head: rows are read from the head's blocked buffer
-    `(ceil(V / nb), kp, nb)`, so the table is held once. A row is `nb`-strided there, which costs
+    `(ceil(V / nb), kp, nb)` (oneDNN's, or the table's own storage blocked in place), so the
+    table is held once. A row is `nb`-strided there, which costs
     ~2 ms per 512 ids of Qwen2.5's 896-wide table against 0.2 ms plain: nothing beside the head's
     15-30% at 4-64 rows (its widest matmul)."""
 
     blocks: torch.Tensor  # the head's packed buffer viewed (ceil(V / nb), kp, nb)
-    head_packed: torch.Tensor  # the opaque tensor that owns that buffer
+    head_packed: torch.Tensor  # the tensor that owns that buffer (oneDNN's opaque one, or the blocks)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
@@ -227,20 +258,22 @@ def pack_float_linears(model: nn.Module) -> int:
             continue
         others = [u for u in users[id(m.weight)] if u is not m]
         tied = len(others) == 1 and type(others[0]) is nn.Embedding and others[0].weight is m.weight
-        # packing a tied table holds it twice for a moment, which can set the load's peak: Gemma 3
-        # 270M's is 63% of the weights (1.26x -> 1.78x); SmolLM2's 21% would take its 1.19x before
-        # packing to ~1.40x, over the 1.35x test_loading_makes_no_second_copy allows; so only
-        # tables under a fifth are packed
-        tied = tied and m.weight.numel() <= TIED_SHARE * total
         if others and not (tied and others[0].max_norm is None):
             continue
-        if m.pack():
+        if tied:
+            # oneDNN's reorder holds a tied table twice for a moment, which can set the load's
+            # peak: Gemma 3 270M's is 63% of the weights (1.26x -> 1.78x), SmolLM2's 21% (~1.19x
+            # -> ~1.40x, over the 1.35x test_loading_makes_no_second_copy allows). Blocking in
+            # place holds it once; else only tables under a fifth are packed
+            if not (m.block_in_place() or (m.weight.numel() <= TIED_SHARE * total and m.pack())):
+                continue
+            emb = others[0]
+            emb.__class__ = PackedEmbedding
+            emb.head_packed = m.blocks if m.blocks is not None else m.packed
+            emb.blocks = m.blocks if m.blocks is not None else packed_view(m.packed).view(-1, *m.layout[::-1])
+            emb.weight = None
             packed += 1
-            if tied:
-                emb = others[0]
-                emb.__class__ = PackedEmbedding
-                emb.head_packed = m.packed
-                emb.blocks = packed_view(m.packed).view(-1, m.layout[1], m.layout[0])
-                emb.weight = None
+        elif m.pack():
+            packed += 1
         release_freed()  # each plain weight just freed: else the heap keeps them and a load's peak grows ~15%
     return packed
