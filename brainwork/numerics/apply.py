@@ -56,6 +56,10 @@ class GGMLRotary(nn.Module):
             q = q * torch.tensor(self.q_scale, dtype=torch.float32)
         return q, ops.apply_rope(k, cos, sin)
 
+    # the attention layer's entry point (`RotaryEmbedding.rotate_` rotates float32 rows in place);
+    # ggml's RoPE returns new tensors, which the caller takes all the same
+    rotate_ = forward
+
 
 def _offsets(f: GGUFFile, t, name: str) -> torch.Tensor:
     raw = f.raw_rows(t)
