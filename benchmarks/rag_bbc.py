@@ -6,7 +6,8 @@
   retrieval over MiniLM chunks gives 0.82 as the issue measured it.
 - With --rerank MODEL: hybrid search whose top 10 the chat model reorders by query likelihood,
   log P(title | chunk) (rag/rerank.py); queries are scored 8 at a time so the engine's batches
-  stay full (the same scores and fusion as Searcher(reranker=...) per query).
+  stay full (the same scores and fusion as Searcher(reranker=...) per query). The model's scores
+  are computed once and fused at the default weight (the figure) and at 0.25 and 1 beside it.
 - Recommendations: 200 users (fixed seed) who liked 5 articles of one topic; the share of the top
   10 in that topic, at MMR diversity 0 and 0.3.
 - RAG (with --rag): 20 questions written from article facts (tests/rag_questions.py), answered by
@@ -108,8 +109,10 @@ def reranked_hit_rate(store, embedder: Embedder, articles: list, model: str, wei
     llm = LLM(model, max_model_len=1024, progress=False)
     reranker = QueryLikelihoodReranker(llm) if weight is None else QueryLikelihoodReranker(llm, weight=weight)
     searcher = Searcher(store, embedder, COLLECTION)
+    weights = sorted({reranker.weight, 0.25, 1.0})
+    fusers = {w: QueryLikelihoodReranker(llm, weight=w) for w in weights}
     t0 = time.perf_counter()
-    missed = 0
+    missed = dict.fromkeys(weights, 0)
     group = 8
     for g in tqdm(range(0, len(articles), group), desc="reranking", unit="x8 queries"):
         batch = articles[g : g + group]
@@ -118,15 +121,18 @@ def reranked_hit_rate(store, embedder: Embedder, articles: list, model: str, wei
         scores = reranker.pair_scores(pairs)
         at = 0
         for (aid, _, _, _), hits in zip(batch, found, strict=True):
-            top = reranker.fuse(hits, scores[at : at + len(hits)])[:5]
+            for w, fuser in fusers.items():
+                top = fuser.fuse(hits, scores[at : at + len(hits)])[:5]
+                missed[w] += aid not in {h.source for h in top}
             at += len(hits)
-            missed += aid not in {h.source for h in top}
     ms = (time.perf_counter() - t0) / len(articles) * 1000
-    rate = 1 - missed / len(articles)
-    print(
-        f"retrieval top-5, titles as queries, hybrid + rerank by {model} (depth {reranker.depth}, weight "
-        f"{reranker.weight}): {rate:.4f} ({missed} missed, {ms:.0f} ms/query)"
-    )
+    for w in weights:
+        rate = 1 - missed[w] / len(articles)
+        mark = "" if w == reranker.weight else "  (beside the figure: another weight, same scores)"
+        print(
+            f"retrieval top-5, titles as queries, hybrid + rerank by {model} (depth {reranker.depth}, weight "
+            f"{w}): {rate:.4f} ({missed[w]} missed, {ms:.0f} ms/query){mark}"
+        )
 
 
 if __name__ == "__main__":

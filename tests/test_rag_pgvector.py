@@ -75,6 +75,15 @@ def test_dense_search_equals_the_sqlite_store(both: tuple[SQLiteStore, PgVectorS
         docs_lite = lite.document_dense("bbc", v, 5)
         docs_pg = pg.document_dense("bbc", v, 5)
         assert max(abs(x[1] - y[1]) for x, y in zip(docs_lite, docs_pg, strict=True)) < TOL
+        # the passage rankers: documents by their best paragraph and by their lead sentence
+        sources = dict(lite._db.execute("SELECT id, source FROM documents").fetchall())
+        pg_sources = dict(pg._rows("SELECT id, source FROM bw_documents"))
+        for rank in ("paragraph_dense", "lead_dense"):
+            x, y = getattr(lite, rank)("bbc", v, 8), getattr(pg, rank)("bbc", v, 8)
+            assert [sources[d] for d, _ in x] == [pg_sources[d] for d, _ in y]
+            assert max(abs(p[1] - q[1]) for p, q in zip(x, y, strict=True)) < TOL
+        sport = {pg_sources[d] for d, _ in pg.paragraph_dense("bbc", v, 8, {"topic": "sports"})}
+        assert sport and sport <= {aid for aid, topic, _, _ in bbc_articles(12) if topic == "sports"}
 
 
 def test_hybrid_search_finds_headlines_on_postgres(both: tuple[SQLiteStore, PgVectorStore], embedder: Embedder) -> None:

@@ -24,6 +24,7 @@ from brainwork.pipelines import pipeline
 from brainwork.rag.chunking import Chunker
 from brainwork.rag.errors import (
     DocumentTooLargeError,
+    EmbeddingMismatchError,
     EmptyQueryError,
     UnknownCollectionError,
     UnknownItemError,
@@ -32,7 +33,7 @@ from brainwork.rag.errors import (
 from brainwork.rag.ingest import Embedder, Ingestor, Item
 from brainwork.rag.readers import extract_text, read_bytes
 from brainwork.rag.search import Searcher
-from brainwork.rag.store import SQLiteStore, match_expression
+from brainwork.rag.store import Passages, SQLiteStore, match_expression
 from tests.rag_helpers import BBC, write_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +123,29 @@ def test_chunks_split_a_sentence_longer_than_a_chunk(embedder: Embedder) -> None
     assert " ".join(chunks).split() == sentence.split()
 
 
+def test_passages_are_paragraphs_and_the_lead_sentence(embedder: Embedder) -> None:
+    body = (BBC / "politics" / "001.txt").read_text(encoding="utf-8").split("\n", 1)[1]  # after the title
+    paragraphs = [" ".join(p.split()) for p in body.split("\n\n") if p.strip()]
+    chunker = Chunker(embedder.count_tokens, max_tokens=48, overlap=8)
+    lead, passages = chunker.passages(body)
+    assert lead == paragraphs[0]  # this article opens with a one-sentence paragraph
+    assert chunker.passages("First one. Second one!\n\nNext paragraph.") == (
+        "First one.",
+        ["First one. Second one!", "Next paragraph."],
+    )
+    assert max(embedder.count_tokens(passages)) <= 48
+    # a paragraph that fits is one passage, whole; a longer one is cut into pieces, in order, with
+    # no overlap: the passages hold the article's words exactly once
+    fits = [p for p, n in zip(paragraphs, embedder.count_tokens(paragraphs), strict=True) if n <= 48]
+    assert fits and all(p in passages for p in fits) and len(passages) > len(paragraphs)
+    assert " ".join(passages).split() == " ".join(paragraphs).split()
+    assert chunker.passages("  \n\n ") == ("", [])
+    assert chunker.passages("One line without a full stop") == (
+        "One line without a full stop",
+        ["One line without a full stop"],
+    )
+
+
 # ---- store and ingest --------------------------------------------------------------------------
 def test_ingest_folder_reports_and_skips_bad_files(tmp_path: Path, docs: Path, embedder: Embedder) -> None:
     with SQLiteStore(tmp_path / "s.sqlite") as store:
@@ -149,6 +173,27 @@ def test_ingest_folder_reports_and_skips_bad_files(tmp_path: Path, docs: Path, e
         assert "dormant" in top.text and "1911" not in top.text
         assert store.collection("docs").documents == 4
         assert store.check_integrity() == []
+
+
+def test_re_adding_unchanged_texts_embeds_nothing(tmp_path: Path, embedder: Embedder) -> None:
+    items = [Item("a", "Apples grow on the hill.\n\nPears grow by the river."), Item("b", "Plums are purple.")]
+    calls: list[int] = []
+
+    class Counting:
+        name, dim = embedder.name, embedder.dim
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            calls.append(len(texts))
+            return embedder.embed(texts)
+
+        def chunker(self) -> Chunker:
+            return embedder.chunker()
+
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        ingest = Ingestor(store, Counting(), "c")  # type: ignore[arg-type]
+        assert ingest.add_texts(items).added == ["a", "b"] and calls == [2 + 3 + 2]  # chunks, leads, paragraphs
+        again = ingest.add_texts([*items, Item("c", "Cherries are red.")])
+        assert again.unchanged == ["a", "b"] and again.added == ["c"] and calls == [7, 3]
 
 
 def test_bad_input_errors_name_the_item(tmp_path: Path, embedder: Embedder) -> None:
@@ -367,6 +412,56 @@ def test_pipelines_share_a_store(tmp_path: Path, minilm_dir: Path) -> None:
     assert {c.name for c in rag.collections()} == {"films", "notes"}
 
 
+def test_passage_rankers_match_brute_force(tmp_path: Path, embedder: Embedder) -> None:
+    """paragraph_dense ranks documents by their best paragraph's cosine, lead_dense by the lead
+    sentence's (against numpy over the same vectors, 1e-6); replacing or deleting a document takes
+    its passages with it; documents stored without passages are absent from both rankings."""
+    articles = [(p.stem, p.read_text(encoding="utf-8")) for p in sorted((BBC / "tech").glob("*.txt"))[:12]]
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        report = Ingestor(store, embedder, "c").add_texts([Item(a, body) for a, body in articles[:10]])
+        assert len(report.added) == 10
+        # two more documents with chunks only, as a store written before passages existed holds them
+        for source, body in articles[10:]:
+            chunks = embedder.chunker().split(body)
+            store.put_document("c", source, "old", chunks, embedder.embed(chunks))
+        chunker = embedder.chunker()
+        ids = dict(store._db.execute("SELECT source, id FROM documents").fetchall())
+        # the stored rows are the passages' vectors (bfloat16 embeddings vary with the batch: 0.999)
+        leads, paras = {}, {}
+        for source, body in articles[:10]:
+            lead, paragraphs = chunker.passages(body)
+            rows = store._db.execute(
+                "SELECT embedding FROM passages WHERE document_id = ? ORDER BY idx", (ids[source],)
+            )
+            stored = np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows])  # (1 + P, 384)
+            assert stored.shape == (1 + len(paragraphs), 384)
+            assert (np.sum(stored * embedder.embed([lead, *paragraphs]), axis=1) > 0.999).all()
+            leads[source], paras[source] = stored[0], stored[1:]
+        for query in ("mobile phone networks", "video games console sales", "internet security virus"):
+            q = embedder.embed([query])[0]
+            want_para = sorted(((float((m @ q).max()), s) for s, m in paras.items()), reverse=True)
+            got_para = store.paragraph_dense("c", q, 12)
+            assert [ids[s] for _, s in want_para] == [d for d, _ in got_para]
+            assert max(abs(w - g) for (w, _), (_, g) in zip(want_para, got_para, strict=True)) < 1e-6
+            want_lead = sorted(((float(v @ q), s) for s, v in leads.items()), reverse=True)
+            got_lead = store.lead_dense("c", q, 3)
+            assert [ids[s] for _, s in want_lead[:3]] == [d for d, _ in got_lead]
+            assert max(abs(w - g) for (w, _), (_, g) in zip(want_lead[:3], got_lead, strict=True)) < 1e-6
+        first = articles[0][0]
+        Ingestor(store, embedder, "c").add_texts([Item(first, "Only this sentence now. And a second one.")])
+        assert len(store.paragraph_dense("c", q, 20)) == 10
+        assert store.delete_document("c", articles[1][0])
+        assert len(store.paragraph_dense("c", q, 20)) == len(store.lead_dense("c", q, 20)) == 9
+        (n,) = store._db.execute("SELECT count(*) FROM passages").fetchone()
+        assert n == sum(len(chunker.passages(b)[1]) + 1 for _, b in articles[2:10]) + 2
+        assert store.check_integrity() == []
+        with pytest.raises(EmbeddingMismatchError, match="bad: passages need a lead vector"):
+            store.put_document(
+                "c", "bad", "h", ["x"], np.ones((1, 384)), passages=Passages(np.ones(3), np.ones((1, 384)))
+            )
+        assert store.check_integrity() == []
+
+
 def test_a_document_that_opens_with_the_query_ranks_first(tmp_path: Path, embedder: Embedder) -> None:
     """Two documents hold the same sentence: one in its last chunk, alone, the other in its first,
     beside an unrelated one. Chunk and document scores prefer the first (a purer match); the lead
@@ -391,3 +486,23 @@ def test_a_document_that_opens_with_the_query_ranks_first(tmp_path: Path, embedd
         for mode in ("dense", "lexical"):  # alone, each ranker prefers the purer chunk
             assert Searcher(store, embedder, "c", mode).search(query, 1)[0].source == "ends"
         assert [h.source for h in Searcher(store, embedder, "c").search(query, 2)] == ["opens", "ends"]
+
+
+@pytest.mark.parametrize("first", ["match", "other"])
+def test_hybrid_search_ranks_by_passages(tmp_path: Path, embedder: Embedder, first: str) -> None:
+    """Two documents with the same chunk text and vectors tie in every chunk and document ranker;
+    only their passages differ, and the one whose lead and paragraph match the query must win,
+    whichever was written first."""
+    chunk = ["Notes from the council meeting held on Tuesday evening."]
+    passages = {
+        "match": ["New zebra crossing rules start in the town centre.", "The zebra crossing rules apply from May."],
+        "other": ["A local bakery won a prize for its sourdough.", "The bakery opens a second shop in spring."],
+    }
+    order = [first, "other" if first == "match" else "match"]
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        store.create_collection("c", embedder.name, embedder.dim)
+        for source in order:
+            v = embedder.embed(passages[source])
+            store.put_document("c", source, source, chunk, embedder.embed(chunk), passages=Passages(v[0], v))
+        hits = Searcher(store, embedder, "c").search("zebra crossing rules", 2)
+        assert [h.source for h in hits] == ["match", "other"]

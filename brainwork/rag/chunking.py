@@ -5,6 +5,11 @@ half full, rather than cutting the next paragraph. A paragraph that cannot fit i
 sentence ends, and a sentence longer than a chunk at word boundaries. The next chunk repeats the
 previous chunk's last sentences up to `overlap` tokens, so a fact cut at a boundary is whole in
 one of the two.
+
+`passages` gives the finer units that search also embeds: a document's paragraphs (each a
+passage, a long one cut like a chunk) and its lead, the first sentence. A short query such as a
+headline often matches one paragraph or the opening sentence better than a 200-token chunk
+around it.
 """
 
 from __future__ import annotations
@@ -37,11 +42,33 @@ class Chunker:
     @property
     def signature(self) -> str:
         """Part of a document's content hash: other settings re-chunk an unchanged file."""
-        return f"chunks{self.max_tokens}/{self.overlap}"
+        return f"chunks{self.max_tokens}/{self.overlap}+passages"
+
+    def passages(self, text: str) -> tuple[str, list[str]]:
+        """(the lead sentence, the paragraphs); a paragraph over `max_tokens` is cut at sentence
+        ends (words, for a sentence over it) into pieces that fit, with no overlap. ("", []) for
+        a text with no words."""
+        paragraphs = _paragraphs(text)
+        if not paragraphs:
+            return "", []
+        out: list[str] = []
+        for i, (para, size) in enumerate(zip(paragraphs, self.count(paragraphs), strict=True)):
+            if size <= self.max_tokens:
+                out.append(para)
+                continue
+            piece: list[_Unit] = []
+            for unit in self._sentences(i, para):
+                if piece and sum(u.tokens for u in piece) + unit.tokens > self.max_tokens:
+                    out.append(_join(piece))
+                    piece = []
+                piece.append(unit)
+            out.append(_join(piece))
+        first = _SENTENCE_END.search(paragraphs[0])
+        lead = paragraphs[0][: first.end()] if first else paragraphs[0]
+        return lead, out
 
     def split(self, text: str) -> list[str]:
-        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
-        paragraphs = [p for p in paragraphs if p]
+        paragraphs = _paragraphs(text)
         if not paragraphs:
             return []
         sizes = self.count(paragraphs)
@@ -103,6 +130,11 @@ class Chunker:
             if max(counts) <= self.max_tokens or step == 1:
                 return [_Unit(paragraph, p, c) for p, c in zip(parts, counts, strict=True)]
             pieces += 1
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Blank-line-separated paragraphs, white space collapsed, empty ones dropped."""
+    return [p for p in (" ".join(p.split()) for p in re.split(r"\n\s*\n", text)) if p]
 
 
 def _join(units: list[_Unit]) -> str:

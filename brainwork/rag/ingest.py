@@ -1,8 +1,9 @@
 """Ingest: files and folders (or in-memory texts) -> chunks -> embeddings -> one transaction each.
 
-Documents are read and chunked a group at a time and the group's chunks embedded in one call
-(the encoder batches by length; one document's two or three chunks alone would waste it), then
-each document is written in its own transaction. An unreadable file is reported and skipped;
+Documents are read and chunked a group at a time and the group's chunks and passages (each
+paragraph and the lead sentence, which search ranks documents by too) embedded in one call (the
+encoder batches by length; one document's few texts alone would waste it), then each document
+is written in its own transaction. An unreadable file is reported and skipped;
 the rest go on.
 """
 
@@ -22,11 +23,11 @@ from tqdm.auto import tqdm
 from brainwork.rag.chunking import Chunker
 from brainwork.rag.errors import RagError, UnreadableDocumentError
 from brainwork.rag.readers import DEFAULT_MAX_BYTES, SUFFIXES, check_size, extract_text, read_bytes
-from brainwork.rag.store import VectorStore
+from brainwork.rag.store import Passages, VectorStore
 
 log = logging.getLogger("brainwork.rag")
 
-_GROUP_CHUNKS = 64  # chunks embedded per encoder call
+_GROUP_TEXTS = 128  # chunks and passages embedded per encoder call
 
 
 class Embedder:
@@ -134,6 +135,10 @@ class Ingestor:
                     if not item.text.strip():
                         raise UnreadableDocumentError(f"{item.source}: no text in it")
                     item.content_hash = content_hash(data, self.chunker, item.metadata)
+                    if self.store.document_hash(self.collection, item.source) == item.content_hash:
+                        report.unchanged.append(item.source)  # stored already: nothing to chunk or embed
+                        yield Item(item.source, "", {}, "")
+                        continue
                     yield item
                 except RagError as e:
                     report.skipped.append((item.source, str(e)))
@@ -157,7 +162,7 @@ class Ingestor:
                 yield Item(source, "", {}, "")
 
     def _run(self, items: Iterator[Item], report: IngestReport, total: int, progress: bool) -> IngestReport:
-        group: list[tuple[Item, list[str]]] = []
+        group: list[tuple[Item, list[str], list[str]]] = []  # (item, chunks, [lead, *paragraphs])
         pending = 0
         with tqdm(total=total, desc="ingesting", unit="doc", disable=not progress) as bar:
             for item in items:
@@ -165,24 +170,32 @@ class Ingestor:
                     bar.update(1)
                     continue
                 pieces = self.chunker.split(item.text)
-                group.append((item, pieces))
-                pending += len(pieces)
-                if pending >= _GROUP_CHUNKS:
+                lead, paragraphs = self.chunker.passages(item.text)
+                group.append((item, pieces, [lead, *paragraphs] if paragraphs else []))
+                pending += len(pieces) + len(paragraphs) + 1
+                if pending >= _GROUP_TEXTS:
                     self._write(group, report, bar)
                     group, pending = [], 0
             if group:
                 self._write(group, report, bar)
         return report
 
-    def _write(self, group: list[tuple[Item, list[str]]], report: IngestReport, bar: Any) -> None:
-        texts = [piece for _, pieces in group for piece in pieces]
-        vectors = self.embedder.embed(texts)  # (sum of chunks, D)
+    def _write(self, group: list[tuple[Item, list[str], list[str]]], report: IngestReport, bar: Any) -> None:
+        texts = [text for _, pieces, passages in group for text in pieces + passages]
+        vectors = self.embedder.embed(texts)  # (sum of chunks and passages, D)
         start = 0
-        for item, pieces in group:
+        for item, pieces, passages in group:
             rows = vectors[start : start + len(pieces)]
-            start += len(pieces)
+            more = vectors[start + len(pieces) : start + len(pieces) + len(passages)]  # lead, paragraphs
+            start += len(pieces) + len(passages)
             outcome = self.store.put_document(
-                self.collection, item.source, item.content_hash, pieces, rows, item.metadata
+                self.collection,
+                item.source,
+                item.content_hash,
+                pieces,
+                rows,
+                item.metadata,
+                Passages(more[0], more[1:]) if len(more) else None,
             )
             {"added": report.added, "replaced": report.replaced, "unchanged": report.unchanged}[outcome].append(
                 item.source

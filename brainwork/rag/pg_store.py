@@ -4,7 +4,8 @@ For a store that outgrows one SQLite file or must be shared by several servers: 
 postgresql://user@host/db` on every `brainwork rag`/`rec`/`serve` command. The same data model as
 `SQLiteStore` in four tables prefixed `bw_` (so they can live in an existing database):
 collections, documents (with their mean vector and a text-search vector of the whole text), chunks
-(text, a `vector` column, a text-search vector). Each document is written in one transaction.
+(text, a `vector` column, a text-search vector) and passages (the vectors of each paragraph and of
+the lead sentence). Each document is written in one transaction.
 
 Search is exact, like the SQLite store: `ORDER BY embedding <=> query` (cosine distance) scans the
 collection's rows (no approximate index: top-k equals a full sort). Lexical ranking is
@@ -32,8 +33,10 @@ from brainwork.rag.store import (
     ChunkRecord,
     CollectionInfo,
     DocumentInfo,
+    Passages,
     Where,
     checked_vectors,
+    passage_rows,
     query_words,
     unit,
     where_items,
@@ -58,6 +61,13 @@ CREATE TABLE IF NOT EXISTS bw_chunks (
     collection_id integer NOT NULL, idx integer NOT NULL, text text NOT NULL,
     embedding vector NOT NULL, tsv tsvector NOT NULL
 );
+-- idx -1: the lead sentence; 0, 1, ...: the paragraphs (as in the SQLite store)
+CREATE TABLE IF NOT EXISTS bw_passages (
+    document_id bigint NOT NULL REFERENCES bw_documents(id) ON DELETE CASCADE,
+    collection_id integer NOT NULL, idx integer NOT NULL, embedding vector NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bw_passages_by_document ON bw_passages(document_id);
+CREATE INDEX IF NOT EXISTS bw_passages_by_collection ON bw_passages(collection_id);
 CREATE INDEX IF NOT EXISTS bw_chunks_by_document ON bw_chunks(document_id);
 CREATE INDEX IF NOT EXISTS bw_chunks_by_collection ON bw_chunks(collection_id);
 CREATE INDEX IF NOT EXISTS bw_chunks_text ON bw_chunks USING gin(tsv);
@@ -139,6 +149,7 @@ class PgVectorStore:
         with self._tx():
             cid = self._collection_id(name)
             self._db.execute("DELETE FROM bw_chunks WHERE collection_id = %s", (cid,))
+            self._db.execute("DELETE FROM bw_passages WHERE collection_id = %s", (cid,))
             self._db.execute("DELETE FROM bw_collections WHERE id = %s", (cid,))  # documents cascade
 
     def _collection_id(self, name: str) -> int:
@@ -169,10 +180,14 @@ class PgVectorStore:
         chunks: Sequence[str],
         vectors: np.ndarray,
         metadata: dict[str, Any] | None = None,
+        passages: Passages | None = None,
     ) -> str:
-        """Write one document and its chunks in one transaction. Returns "unchanged" when the same
-        content is stored under `source` already, "replaced" when other content was, else "added"."""
-        vectors = checked_vectors(source, chunks, vectors, self.collection(collection).dim)
+        """Write one document, its chunks and passages in one transaction. Returns "unchanged" when
+        the same content is stored under `source` already, "replaced" when other content was, else
+        "added"."""
+        dim = self.collection(collection).dim
+        vectors = checked_vectors(source, chunks, vectors, dim)
+        rows = passage_rows(source, passages, dim)
         if any("\x00" in text for text in chunks):  # PostgreSQL text cannot hold NUL
             raise ValueError(f"{source}: text contains a NUL character")
         # unit rows, so that cosine distance ranks them as the SQLite store's dot products do
@@ -200,6 +215,12 @@ class PgVectorStore:
                     "VALUES (%s, %s, %s, %s, %s::vector, to_tsvector('english', %s))",
                     [(did, cid, i, text, _vec(vectors[i]), text) for i, text in enumerate(chunks)],
                 )
+                if rows:
+                    cur.executemany(
+                        "INSERT INTO bw_passages(document_id, collection_id, idx, embedding) "
+                        "VALUES (%s, %s, %s, %s::vector)",
+                        [(did, cid, i, _vec(v)) for i, v in rows],
+                    )
         return "added" if old is None else "replaced"
 
     def delete_document(self, collection: str, source: str) -> bool:
@@ -259,6 +280,32 @@ class PgVectorStore:
     ) -> list[tuple[int, float]]:
         """The k documents whose mean chunk vector is closest to `query`, as (document id, cosine)."""
         return self._nearest("bw_documents k", "k.id", collection, query, k, where)
+
+    def paragraph_dense(
+        self, collection: str, query: np.ndarray, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]:
+        """The k documents whose best paragraph is closest to `query`, as (document id, cosine)."""
+        return self._passages("k.idx >= 0", collection, query, k, where)
+
+    def lead_dense(
+        self, collection: str, query: np.ndarray, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]:
+        """The k documents whose lead sentence is closest to `query`, as (document id, cosine)."""
+        return self._passages("k.idx = -1", collection, query, k, where)
+
+    def _passages(
+        self, kind: str, collection: str, query: np.ndarray, k: int, where: Where | None
+    ) -> list[tuple[int, float]]:
+        cid = self._collection_id(collection)
+        q = _vec(unit(query, self._dim(cid)))
+        sql, args = self._filter(where, "k.document_id")
+        rows = self._rows(
+            "SELECT k.document_id, max(1 - (k.embedding <=> %s::vector)) AS s FROM bw_passages k "
+            f"WHERE k.collection_id = %s AND {kind}{sql} GROUP BY k.document_id ORDER BY s DESC, k.document_id "
+            "LIMIT %s",
+            [q, cid, *args, k],
+        )
+        return [(int(r[0]), float(r[1])) for r in rows]
 
     def _nearest(
         self, table: str, doc: str, collection: str, query: np.ndarray, k: int, where: Where | None
@@ -372,6 +419,11 @@ class PgVectorStore:
         )
         if orphans:
             problems.append(f"{orphans} chunks belong to no document")
+        for name, bad in self._rows(
+            "SELECT c.name, count(*) FROM bw_passages k JOIN bw_collections c ON c.id = k.collection_id "
+            "WHERE vector_dims(k.embedding) != c.dim GROUP BY c.name"
+        ):
+            problems.append(f"collection {name!r}: {bad} passage vectors of the wrong size")
         for name, bad in self._rows(
             "SELECT c.name, count(*) FROM bw_chunks k JOIN bw_collections c ON c.id = k.collection_id "
             "WHERE vector_dims(k.embedding) != c.dim GROUP BY c.name"

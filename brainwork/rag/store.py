@@ -1,7 +1,9 @@
 """`VectorStore`: what retrieval needs from a store; `SQLiteStore`: the default, one SQLite file.
 
 One file holds collections, documents (source, content hash, metadata, a mean vector), chunks
-(text and a float32 embedding blob) and an FTS5 index of the chunk text (BM25, Porter stemming).
+(text and a float32 embedding blob), passages (vectors of each paragraph and of the lead sentence,
+finer units for search to rank documents by) and an FTS5 index of the chunk text (BM25, Porter
+stemming).
 Every document is written in one transaction, so a crash mid-ingest keeps every earlier document
 and leaves no half document; WAL mode lets readers query while a writer ingests.
 
@@ -115,6 +117,14 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True)
+class Passages:
+    """A document's finer vectors for search: its lead sentence (D,) and its paragraphs (P, D)."""
+
+    lead: np.ndarray
+    paragraphs: np.ndarray
+
+
+@dataclass(frozen=True)
 class ChunkRecord:
     id: int
     source: str
@@ -140,6 +150,7 @@ class VectorStore(Protocol):
         chunks: Sequence[str],
         vectors: np.ndarray,
         metadata: dict[str, Any] | None = None,
+        passages: Passages | None = None,
     ) -> str: ...
     def delete_document(self, collection: str, source: str) -> bool: ...
     def documents(self, collection: str) -> list[DocumentInfo]: ...
@@ -154,6 +165,12 @@ class VectorStore(Protocol):
     ) -> list[tuple[int, float]]: ...
     def document_lexical(
         self, collection: str, text: str, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]: ...
+    def paragraph_dense(
+        self, collection: str, query: np.ndarray, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]: ...
+    def lead_dense(
+        self, collection: str, query: np.ndarray, k: int, where: Where | None = None
     ) -> list[tuple[int, float]]: ...
     def chunk_places(self, collection: str, chunk_ids: Sequence[int]) -> dict[int, tuple[int, int]]: ...
     def best_chunks(
@@ -183,6 +200,14 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE INDEX IF NOT EXISTS chunks_by_collection ON chunks(collection_id);
+-- idx -1: the lead sentence; 0, 1, ...: the paragraphs. Documents written before passages
+-- existed have none: the passage rankers skip them and the others still find them.
+CREATE TABLE IF NOT EXISTS passages (
+    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    collection_id INTEGER NOT NULL, idx INTEGER NOT NULL, embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_by_document ON passages(document_id);
+CREATE INDEX IF NOT EXISTS passages_by_collection ON passages(collection_id, document_id, idx);
 """
 
 # Two FTS5 indexes per collection, so a search never filters other collections' matches row by
@@ -207,6 +232,11 @@ class _Matrix:
     doc_rows: np.ndarray  # (M,) int64: document ids
     doc_vectors: np.ndarray  # (M, D) float32: each document's mean chunk vector, unit rows
     chunk_numbers: np.ndarray  # (N,) int64: each chunk's number within its document
+    paragraphs: np.ndarray  # (P, D) float32: paragraph vectors, grouped by document
+    paragraph_starts: np.ndarray  # (G,) int64: the first row of each document's group
+    paragraph_docs: np.ndarray  # (G,) int64: the document id of each group
+    leads: np.ndarray  # (L, D) float32: lead-sentence vectors
+    lead_docs: np.ndarray  # (L,) int64
     # chunk id -> (document id, chunk number), filled on first use
     places: dict[int, tuple[int, int]] = field(default_factory=dict)
 
@@ -290,6 +320,7 @@ class SQLiteStore:
                 self._db.execute(f"DROP TABLE IF EXISTS fts_{cid}")
                 self._db.execute(f"DROP TABLE IF EXISTS docfts_{cid}")
                 self._db.execute("DELETE FROM chunks WHERE collection_id = ?", (cid,))
+                self._db.execute("DELETE FROM passages WHERE collection_id = ?", (cid,))
                 self._db.execute("DELETE FROM documents WHERE collection_id = ?", (cid,))
                 self._db.execute("DELETE FROM collections WHERE id = ?", (cid,))
                 self._db.execute("COMMIT")
@@ -326,11 +357,15 @@ class SQLiteStore:
         chunks: Sequence[str],
         vectors: np.ndarray,
         metadata: dict[str, Any] | None = None,
+        passages: Passages | None = None,
     ) -> str:
-        """Write one document and its chunks in one transaction. Returns "unchanged" when the same
-        content is stored under `source` already, "replaced" when other content was, else "added"."""
+        """Write one document, its chunks and passages in one transaction. Returns "unchanged" when
+        the same content is stored under `source` already, "replaced" when other content was, else
+        "added"."""
         with self._lock:
-            vectors = checked_vectors(source, chunks, vectors, self.collection(collection).dim)
+            dim = self.collection(collection).dim
+            vectors = checked_vectors(source, chunks, vectors, dim)
+            rows = passage_rows(source, passages, dim)
             meta = json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True)
             mean = vectors.mean(axis=0)
             mean /= max(float(np.linalg.norm(mean)), 1e-12)
@@ -354,6 +389,10 @@ class SQLiteStore:
                 self._db.executemany(
                     "INSERT INTO chunks(document_id, collection_id, idx, text, embedding) VALUES (?, ?, ?, ?, ?)",
                     ((did, cid, i, text, vectors[i].tobytes()) for i, text in enumerate(chunks)),
+                )
+                self._db.executemany(
+                    "INSERT INTO passages(document_id, collection_id, idx, embedding) VALUES (?, ?, ?, ?)",
+                    ((did, cid, i, v.tobytes()) for i, v in rows),
                 )
                 self._db.execute(
                     f"INSERT INTO fts_{cid}(rowid, text) SELECT id, text FROM chunks WHERE document_id = ?", (did,)
@@ -392,6 +431,7 @@ class SQLiteStore:
         )
         self._db.execute(f"DELETE FROM docfts_{cid} WHERE rowid = ?", (did,))
         self._db.execute("DELETE FROM chunks WHERE document_id = ?", (did,))
+        self._db.execute("DELETE FROM passages WHERE document_id = ?", (did,))
         self._db.execute("DELETE FROM documents WHERE id = ?", (did,))
 
     def documents(self, collection: str) -> list[DocumentInfo]:
@@ -447,6 +487,30 @@ class SQLiteStore:
             m = self._matrix(cid)
             allowed = self._allowed_documents(cid, where)
         return _top_k(m.doc_vectors, m.doc_rows, m.doc_rows, query, k, allowed)
+
+    def paragraph_dense(
+        self, collection: str, query: np.ndarray, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]:
+        """The k documents whose best paragraph is closest to `query`, as (document id, cosine)."""
+        with self._lock:
+            cid = self._collection_id(collection)
+            m = self._matrix(cid)
+            allowed = self._allowed_documents(cid, where)
+        if not len(m.paragraphs):
+            return []
+        scores = m.paragraphs @ unit(query, m.paragraphs.shape[1])  # (P,)
+        best = np.maximum.reduceat(scores, m.paragraph_starts)  # (G,): each document's best paragraph
+        return _best(best, m.paragraph_docs, m.paragraph_docs, k, allowed)
+
+    def lead_dense(
+        self, collection: str, query: np.ndarray, k: int, where: Where | None = None
+    ) -> list[tuple[int, float]]:
+        """The k documents whose lead sentence is closest to `query`, as (document id, cosine)."""
+        with self._lock:
+            cid = self._collection_id(collection)
+            m = self._matrix(cid)
+            allowed = self._allowed_documents(cid, where)
+        return _top_k(m.leads, m.lead_docs, m.lead_docs, query, k, allowed)
 
     def document_lexical(
         self, collection: str, text: str, k: int, where: Where | None = None
@@ -533,6 +597,15 @@ class SQLiteStore:
         docs = self._db.execute(
             "SELECT id, embedding FROM documents WHERE collection_id = ? ORDER BY id", (cid,)
         ).fetchall()
+        found = self._db.execute(
+            "SELECT document_id, idx, embedding FROM passages WHERE collection_id = ? ORDER BY document_id, idx",
+            (cid,),
+        ).fetchall()
+        passages = np.frombuffer(b"".join(r[2] for r in found), dtype=np.float32).reshape(len(found), dim)
+        owners = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+        is_lead = np.fromiter((r[1] < 0 for r in found), dtype=bool, count=len(found))
+        para_owners = owners[~is_lead]
+        starts = np.flatnonzero(np.r_[True, para_owners[1:] != para_owners[:-1]]) if len(para_owners) else owners[:0]
         m = _Matrix(
             version,
             np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
@@ -541,6 +614,11 @@ class SQLiteStore:
             np.fromiter((r[0] for r in docs), dtype=np.int64, count=len(docs)),
             np.frombuffer(b"".join(r[1] for r in docs), dtype=np.float32).reshape(len(docs), dim),
             np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
+            np.ascontiguousarray(passages[~is_lead]),
+            starts,
+            para_owners[starts],
+            np.ascontiguousarray(passages[is_lead]),
+            owners[is_lead],
         )
         self._matrices[cid] = m
         return m
@@ -596,6 +674,17 @@ class SQLiteStore:
             ).fetchone()
             if orphans:
                 problems.append(f"{orphans} chunks belong to no document")
+            (orphans,) = self._db.execute(
+                "SELECT count(*) FROM passages p "
+                "WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = p.document_id)"
+            ).fetchone()
+            if orphans:
+                problems.append(f"{orphans} passages belong to no document")
+            for name, bad in self._db.execute(
+                "SELECT c.name, count(*) FROM passages p JOIN collections c ON c.id = p.collection_id "
+                "WHERE length(p.embedding) != 4 * c.dim GROUP BY c.id"
+            ):
+                problems.append(f"collection {name!r}: {bad} passage vectors of the wrong size")
             for name, bad in self._db.execute(
                 "SELECT c.name, count(*) FROM chunks k JOIN collections c ON c.id = k.collection_id "
                 "WHERE length(k.embedding) != 4 * c.dim GROUP BY c.id"
@@ -615,6 +704,23 @@ def checked_vectors(source: str, chunks: Sequence[str], vectors: np.ndarray, dim
     if not chunks:
         raise ValueError(f"{source}: a document needs at least one chunk")
     return vectors
+
+
+def passage_rows(source: str, passages: Passages | None, dim: int) -> list[tuple[int, np.ndarray]]:
+    """A document's passage vectors as (idx, unit float32 (dim,) vector) rows: the lead at idx -1,
+    then the paragraphs from 0. A wrong shape raises an error that names the document."""
+    if passages is None:
+        return []
+    lead = np.asarray(passages.lead, dtype=np.float32)
+    paragraphs = np.asarray(passages.paragraphs, dtype=np.float32)
+    if lead.shape != (dim,) or paragraphs.ndim != 2 or paragraphs.shape[1:] != (dim,) or not len(paragraphs):
+        raise EmbeddingMismatchError(
+            f"{source}: passages need a lead vector ({dim},) and paragraph vectors (P >= 1, {dim}), "
+            f"got {lead.shape} and {paragraphs.shape}"
+        )
+    rows = np.concatenate([lead[None], paragraphs])  # (1 + P, dim)
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return [(i - 1, np.ascontiguousarray(r)) for i, r in enumerate(rows)]
 
 
 def where_items(where: Where) -> list[tuple[str, list[Any]]]:
@@ -652,7 +758,13 @@ def _top_k(
     as (id, cosine), best first. Exact: one matrix-vector product and a partial sort."""
     if vectors.shape[0] == 0:
         return []
-    scores = vectors @ unit(query, vectors.shape[1])  # (N,)
+    return _best(vectors @ unit(query, vectors.shape[1]), ids, doc_ids, k, allowed)  # scores (N,)
+
+
+def _best(
+    scores: np.ndarray, ids: np.ndarray, doc_ids: np.ndarray, k: int, allowed: np.ndarray | None
+) -> list[tuple[int, float]]:
+    """The k highest `scores` (N,) among the allowed documents, as (id, score), best first."""
     if allowed is not None:
         scores = np.where(np.isin(doc_ids, allowed), scores, -np.inf)
     k = min(k, int(np.isfinite(scores).sum()))
