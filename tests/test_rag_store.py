@@ -506,3 +506,24 @@ def test_hybrid_search_ranks_by_passages(tmp_path: Path, embedder: Embedder, fir
             store.put_document("c", source, source, chunk, embedder.embed(chunk), passages=Passages(v[0], v))
         hits = Searcher(store, embedder, "c").search("zebra crossing rules", 2)
         assert [h.source for h in hits] == ["match", "other"]
+
+
+def test_an_answer_without_markers_cites_the_sources_it_copied() -> None:
+    from brainwork.rag.answer import Answer, Source
+
+    texts = [
+        "The night ferry to Sollen leaves at 23:40 from pier 4. Tickets are sold on board.",
+        "Mount Ferrowick last erupted in 1911, covering the village of Lannet in ash.",
+    ]
+    sources = [Source(i, f"doc{i}", 0, 1.0, t) for i, t in enumerate(texts, 1)]
+
+    def cited(text: str) -> list[str]:
+        return [s.source for s in Answer("q", text, sources).cited]
+
+    assert cited("The volcano last erupted in 1911, covering the village of Lannet in ash.") == ["doc2"]
+    assert cited("Mount Ferrowick erupted in 1911 [2]. The ferry leaves at 23:40 [1].") == ["doc2", "doc1"]
+    # markers win over copying; a paraphrase, a short or an unrelated sentence cites nothing
+    assert cited("The night ferry to Sollen leaves at 23:40 from pier 4 [2].") == ["doc2"]
+    assert cited("A ferry goes to Sollen late at night.") == []
+    assert cited("At 23:40.") == []
+    assert cited("Prices of homes in the UK rose a seasonally adjusted 0.5% in February.") == []

@@ -1,6 +1,10 @@
 """Answers from retrieved chunks: a prompt that fits the chat model's window, numbered sources,
 citations `[n]` mapped back to file and chunk, and "I don't know" when nothing relevant is found.
 
+A small model sometimes copies a sentence from a source and writes no `[n]` after it; such an
+answer is attributed to the sources its sentences were copied from (most of a sentence's word
+5-grams found in one source), so its citations still say where the text came from.
+
 The refusal is decided before generation, from the best cosine between the question and any
 chunk (below `min_cosine` the store holds nothing on the subject), so a small model is never
 asked to answer from unrelated text, where it would invent.
@@ -26,6 +30,10 @@ SYSTEM = (
 )
 
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_WORDS = re.compile(r"\w+")
+_SENTENCES = re.compile(r"(?<=[.!?])\s+")
+QUOTE_NGRAM = 5  # words: shorter spans recur across unrelated news stories
+QUOTE_SHARE = 0.5  # of a sentence's n-grams found in one source: copied from it
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,8 @@ class Answer:
 
     @property
     def cited(self) -> list[Source]:
-        """The sources the answer cites, in order of first citation."""
-        return [self.sources[n - 1] for n in cited_numbers(self.text, len(self.sources))]
+        """The sources the answer cites (`citation_numbers`), in order of first citation."""
+        return [self.sources[n - 1] for n in citation_numbers(self.text, self.sources)]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +87,34 @@ def cited_numbers(text: str, count: int) -> list[int]:
             if 1 <= n <= count:
                 seen.setdefault(n, None)
     return list(seen)
+
+
+def citation_numbers(text: str, sources: list[Source]) -> list[int]:
+    """The source numbers an answer cites: its `[n]` markers, or for an answer with none, the
+    sources its sentences were copied from."""
+    return cited_numbers(text, len(sources)) or quoted_numbers(text, [s.text for s in sources])
+
+
+def quoted_numbers(text: str, sources: list[str]) -> list[int]:
+    """Numbers (from 1) of the sources that `text`'s sentences were copied from: for each sentence
+    of at least QUOTE_NGRAM words, the source holding the most of its word n-grams, when it holds
+    at least QUOTE_SHARE of them. First use order."""
+    grams = [_ngrams(s) for s in sources]
+    seen: dict[int, None] = {}
+    for sentence in _SENTENCES.split(text):
+        want = _ngrams(sentence)
+        if not want:
+            continue
+        shared = [len(want & g) for g in grams]
+        best = max(range(len(shared)), key=lambda i: shared[i], default=None)
+        if best is not None and shared[best] >= QUOTE_SHARE * len(want):
+            seen.setdefault(best + 1, None)
+    return list(seen)
+
+
+def _ngrams(text: str) -> set[tuple[str, ...]]:
+    words = _WORDS.findall(text.lower())
+    return {tuple(words[i : i + QUOTE_NGRAM]) for i in range(len(words) - QUOTE_NGRAM + 1)}
 
 
 def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from brainwork.rag.answer import DEFAULT_MIN_COSINE, I_DONT_KNOW, Source, cited_numbers, fit_prompt
+from brainwork.rag.answer import DEFAULT_MIN_COSINE, I_DONT_KNOW, Source, citation_numbers, fit_prompt
 from brainwork.rag.errors import RagError, UnknownCollectionError, UnknownItemError
 from brainwork.rag.ingest import Embedder, Ingestor, Item
 from brainwork.rag.pg_store import is_postgres
@@ -232,7 +232,7 @@ async def _query_likelihoods(
 
 
 def _answer_fields(text: str, sources: list[Source], results: Results) -> dict[str, Any]:
-    numbers = cited_numbers(text, len(sources))
+    numbers = citation_numbers(text, sources)
     return {
         "answer": text,
         "refused": not sources,
