@@ -472,30 +472,21 @@ class SQLiteStore:
     # ---- search ---------------------------------------------------------------------------------
     def dense(self, collection: str, query: np.ndarray, k: int, where: Where | None = None) -> list[tuple[int, float]]:
         """The k chunks of highest cosine with `query` (D,), as (chunk id, cosine), best first."""
-        with self._lock:
-            cid = self._collection_id(collection)
-            m = self._matrix(cid)
-            allowed = self._allowed_documents(cid, where)
+        m, allowed = self._searched(collection, where)
         return _top_k(m.vectors, m.chunk_ids, m.doc_ids, query, k, allowed)
 
     def document_dense(
         self, collection: str, query: np.ndarray, k: int, where: Where | None = None
     ) -> list[tuple[int, float]]:
         """The k documents whose mean chunk vector is closest to `query`, as (document id, cosine)."""
-        with self._lock:
-            cid = self._collection_id(collection)
-            m = self._matrix(cid)
-            allowed = self._allowed_documents(cid, where)
+        m, allowed = self._searched(collection, where)
         return _top_k(m.doc_vectors, m.doc_rows, m.doc_rows, query, k, allowed)
 
     def paragraph_dense(
         self, collection: str, query: np.ndarray, k: int, where: Where | None = None
     ) -> list[tuple[int, float]]:
         """The k documents whose best paragraph is closest to `query`, as (document id, cosine)."""
-        with self._lock:
-            cid = self._collection_id(collection)
-            m = self._matrix(cid)
-            allowed = self._allowed_documents(cid, where)
+        m, allowed = self._searched(collection, where)
         if not len(m.paragraphs):
             return []
         scores = m.paragraphs @ unit(query, m.paragraphs.shape[1])  # (P,)
@@ -506,10 +497,7 @@ class SQLiteStore:
         self, collection: str, query: np.ndarray, k: int, where: Where | None = None
     ) -> list[tuple[int, float]]:
         """The k documents whose lead sentence is closest to `query`, as (document id, cosine)."""
-        with self._lock:
-            cid = self._collection_id(collection)
-            m = self._matrix(cid)
-            allowed = self._allowed_documents(cid, where)
+        m, allowed = self._searched(collection, where)
         return _top_k(m.leads, m.lead_docs, m.lead_docs, query, k, allowed)
 
     def document_lexical(
@@ -622,6 +610,12 @@ class SQLiteStore:
         )
         self._matrices[cid] = m
         return m
+
+    def _searched(self, collection: str, where: Where | None) -> tuple[_Matrix, np.ndarray | None]:
+        """The collection's matrices and the ids of the documents `where` allows (None: all)."""
+        with self._lock:
+            cid = self._collection_id(collection)
+            return self._matrix(cid), self._allowed_documents(cid, where)
 
     def _allowed_documents(self, cid: int, where: Where | None) -> np.ndarray | None:
         """Ids of the collection's documents whose metadata matches every `where` entry."""
