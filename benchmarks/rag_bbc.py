@@ -45,7 +45,8 @@ def main() -> None:
     ap.add_argument("--per-topic", type=int, default=None, help="articles per topic (default: all)")
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--rag", action="store_true", help="also answer the 20 questions with --chat-model")
-    ap.add_argument("--chat-model", default="qwen2.5-coder-0.5b-instruct")
+    # 1.5B: the 0.5B model mostly answers with bare markers ("[1] [2] [3]"); see the README
+    ap.add_argument("--chat-model", default="qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--rerank", metavar="MODEL", help="also rerank hybrid search with this chat model (slow)")
     ap.add_argument("--rerank-weight", type=float, default=None, help="the model's weight in the fusion")
     args = ap.parse_args()
