@@ -44,15 +44,24 @@ class Chunker:
         """Part of a document's content hash: other settings re-chunk an unchanged file."""
         return f"chunks{self.max_tokens}/{self.overlap}+passages"
 
+    def split_all(self, text: str) -> tuple[list[str], str, list[str]]:
+        """`split(text)` and `passages(text)` together, each paragraph's tokens counted once."""
+        paragraphs = _paragraphs(text)
+        sizes = self.count(paragraphs) if paragraphs else []
+        return (self._chunks(paragraphs, sizes), *self._passages(paragraphs, sizes))
+
     def passages(self, text: str) -> tuple[str, list[str]]:
         """(the lead sentence, the paragraphs); a paragraph over `max_tokens` is cut at sentence
         ends (words, for a sentence over it) into pieces that fit, with no overlap. ("", []) for
         a text with no words."""
         paragraphs = _paragraphs(text)
+        return self._passages(paragraphs, self.count(paragraphs) if paragraphs else [])
+
+    def _passages(self, paragraphs: list[str], sizes: list[int]) -> tuple[str, list[str]]:
         if not paragraphs:
             return "", []
         out: list[str] = []
-        for i, (para, size) in enumerate(zip(paragraphs, self.count(paragraphs), strict=True)):
+        for i, (para, size) in enumerate(zip(paragraphs, sizes, strict=True)):
             if size <= self.max_tokens:
                 out.append(para)
                 continue
@@ -69,9 +78,11 @@ class Chunker:
 
     def split(self, text: str) -> list[str]:
         paragraphs = _paragraphs(text)
+        return self._chunks(paragraphs, self.count(paragraphs) if paragraphs else [])
+
+    def _chunks(self, paragraphs: list[str], sizes: list[int]) -> list[str]:
         if not paragraphs:
             return []
-        sizes = self.count(paragraphs)
         chunks: list[list[_Unit]] = []
         current: list[_Unit] = []
         for i, (para, size) in enumerate(zip(paragraphs, sizes, strict=True)):

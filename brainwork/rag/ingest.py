@@ -169,8 +169,7 @@ class Ingestor:
                 if not item.content_hash:  # unchanged or skipped: already reported
                     bar.update(1)
                     continue
-                pieces = self.chunker.split(item.text)
-                lead, paragraphs = self.chunker.passages(item.text)
+                pieces, lead, paragraphs = self.chunker.split_all(item.text)
                 group.append((item, pieces, [lead, *paragraphs] if paragraphs else []))
                 pending += len(pieces) + len(paragraphs) + 1
                 if pending >= _GROUP_TEXTS:
