@@ -55,7 +55,7 @@ def bbc_articles(per_topic: int | None = None) -> list[tuple[str, str, str, str]
 def retrieval_hit_rate(search, articles: list[tuple[str, str, str, str]], k: int = 5) -> tuple[float, list[str]]:
     """Share of articles whose own chunks are in the top `k` when their title is the query;
     `search(query, k)` returns hits with `.source`. Also the ids of the articles missed."""
-    missed = [aid for aid, _, title, _ in articles if aid not in {h.source for h in search(title, k)}]
+    missed = [aid for aid, _, title, _ in articles if aid not in {s for h in search(title, k) for s in h.sources}]
     return 1 - len(missed) / len(articles), missed
 
 

@@ -92,7 +92,7 @@ def test_hybrid_search_finds_headlines_on_postgres(both: tuple[SQLiteStore, PgVe
     _, pg = both
     articles = bbc_articles(12)
     search = Searcher(pg, embedder, "bbc").search
-    found = sum(aid in {h.source for h in search(title, 5)} for aid, _, title, _ in articles)
+    found = sum(aid in {s for h in search(title, 5) for s in h.sources} for aid, _, title, _ in articles)
     assert found / len(articles) >= 0.95
     lexical = pg.lexical("bbc", "Yukos bankruptcy", 5)
     assert lexical and all("yukos" in r.text.lower() for r in pg.chunks([c for c, _ in lexical]))

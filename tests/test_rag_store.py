@@ -505,7 +505,31 @@ def test_hybrid_search_ranks_by_passages(tmp_path: Path, embedder: Embedder, fir
             v = embedder.embed(passages[source])
             store.put_document("c", source, source, chunk, embedder.embed(chunk), passages=Passages(v[0], v))
         hits = Searcher(store, embedder, "c").search("zebra crossing rules", 2)
-        assert [h.source for h in hits] == ["match", "other"]
+        # one text, so one hit; the document whose passages match is the one it names first
+        assert [h.sources for h in hits] == [("match", "other")]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_the_same_text_twice_is_one_hit(tmp_path: Path, embedder: Embedder, mode: str) -> None:
+    """An article stored under two names fills one of the k places, naming both; k places still
+    hold k different texts."""
+    ferry = "The night ferry to Sollen leaves at 23:40 from pier 4. Tickets for the ferry are sold on board."
+    texts = {
+        "a.txt": ferry,
+        "copy-of-a.txt": ferry.replace(". ", ".  "),  # the same words, other spacing
+        "b.txt": "The day ferry to Sollen leaves at noon from pier 2; its tickets are sold at the pier.",
+        "c.txt": "Mount Ferrowick last erupted in 1911, covering the village of Lannet in ash.",
+    }
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        Ingestor(store, embedder, "c").add_texts([Item(k, v) for k, v in texts.items()])
+        searcher = Searcher(store, embedder, "c", mode=mode)
+        hits = searcher.search("ferry to Sollen tickets", 2)
+        assert len(hits) == 2 and len({h.text for h in hits}) == 2
+        assert {hits[0].source, *hits[0].also} == {"a.txt", "copy-of-a.txt"}
+        assert hits[1].sources == ("b.txt",)
+        assert hits[0].as_dict()["also"] == list(hits[0].also)
+        # asked for more places than there are texts: every text once (BM25 does not match c.txt)
+        assert len(searcher.search("ferry to Sollen tickets", 4)) == (2 if mode == "lexical" else 3)
 
 
 def test_an_answer_without_markers_cites_the_sources_it_copied() -> None:

@@ -43,6 +43,7 @@ class Source:
     chunk: int
     score: float
     text: str
+    also: tuple[str, ...] = ()  # other documents with this same text (search.Hit.also)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class Source:
             "chunk": self.chunk,
             "score": self.score,
             "text": self.text,
+            "also": list(self.also),
         }
 
 
@@ -182,7 +184,7 @@ class Answerer:
             return Prepared(question, results, refused=True)
         budget = max_tokens or self.max_tokens
         ids, kept = fit_prompt(self.llm.encode_chat, question, results.hits, self.llm.max_model_len, budget)
-        sources = [Source(i, h.source, h.chunk, h.score, h.text) for i, h in enumerate(kept, 1)]
+        sources = [Source(i, h.source, h.chunk, h.score, h.text, h.also) for i, h in enumerate(kept, 1)]
         return Prepared(question, results, ids, sources)
 
     def sampling(self, max_tokens: int | None = None, temperature: float = 0.0, seed: int | None = None) -> Any:

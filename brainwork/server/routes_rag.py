@@ -169,7 +169,7 @@ def build_router(state: ServerState, dependencies: list[Any], store_path: str | 
             if not results.hits or results.best_cosine < body.min_score:
                 return [], []
             ids, kept = fit_prompt(llm.encode_chat, body.query, results.hits, window, body.max_tokens)
-            return ids, [Source(i, h.source, h.chunk, h.score, h.text) for i, h in enumerate(kept, 1)]
+            return ids, [Source(i, h.source, h.chunk, h.score, h.text, h.also) for i, h in enumerate(kept, 1)]
 
         def search() -> Results:  # on the encoder thread, as every store and embedder call
             return Searcher(rag.store(), rag.embedder(), body.collection, body.mode).run(body.query, fetch, body.where)
