@@ -71,6 +71,12 @@ def add_parsers(sub: Any) -> None:
         )
         p.add_argument("--rerank-depth", type=int, default=10, metavar="N", help="hits to reorder (default: 10)")
     search.add_argument("-m", "--model", help="chat model for --rerank (default: smollm2-135m-instruct)")
+    ask.add_argument(
+        "--rerank-model",
+        metavar="MODEL",
+        help="let this model rerank instead of the chat model (implies --rerank; e.g. smollm2-135m-instruct, "
+        "fast beside a large -m)",
+    )
 
     ls = rs.add_parser("ls", help="list collections, or one collection's documents")
     ls.add_argument("--store", metavar="PATH", help=_STORE_HELP)
@@ -154,7 +160,8 @@ def _rag_search(args: argparse.Namespace) -> int:
     else:
         for rank, h in enumerate(hits, 1):
             preview = " ".join(h.text.split())[:100]
-            print(f"{rank}. {h.score:.4f}  {h.source} #{h.chunk}\n   {preview}")
+            also = f"  (also in {', '.join(h.also)})" if h.also else ""
+            print(f"{rank}. {h.score:.4f}  {h.source} #{h.chunk}{also}\n   {preview}")
     return 0
 
 
@@ -164,7 +171,7 @@ def _rag_ask(args: argparse.Namespace) -> int:
     kw: dict[str, Any] = {
         "k": args.k,
         "min_cosine": DEFAULT_MIN_COSINE if args.min_score is None else args.min_score,
-        "rerank": args.rerank,
+        "rerank": args.rerank_model or args.rerank,
         "rerank_depth": args.rerank_depth,
     }
     if args.model:

@@ -21,7 +21,10 @@ class RagPipeline:
     """`pipeline("rag", model=CHAT_MODEL, store=PATH, collection=NAME, rerank=False)`.
 
     The chat model loads on the first question; adding and searching need only the embedding
-    model. `store` is a path (default: the user's data directory) or a `VectorStore`.
+    model. `store` is a path (default: the user's data directory) or a `VectorStore`. `rerank=True`
+    lets the chat model reorder the top `rerank_depth` hits; `rerank="smollm2-135m-instruct"` (a
+    model name) lets that model do it, so a large answering model need not score ten passages per
+    question (Qwen2.5-Coder-1.5B would be ~10x slower at it than SmolLM2-135M).
     """
 
     def __init__(
@@ -39,7 +42,7 @@ class RagPipeline:
         max_model_len: int | None = 4096,
         chunk_tokens: int = 200,
         chunk_overlap: int = 40,
-        rerank: bool = False,
+        rerank: bool | str = False,
         rerank_depth: int = 10,
     ) -> None:
         self.store: VectorStore = store if _is_store(store) else open_store(store)
@@ -49,15 +52,16 @@ class RagPipeline:
         self._llm, self.max_model_len = llm, max_model_len
         self.k, self.mode, self.min_cosine = k, mode, min_cosine
         self.chunker = self.embedder.chunker(chunk_tokens, chunk_overlap)
-        # the chat model also reranks: log P(query | chunk) over the top `rerank_depth` hits
-        self.reranker = QueryLikelihoodReranker(lambda: self.llm, rerank_depth) if rerank else None
+        # log P(query | chunk) over the top `rerank_depth` hits, by the chat model or by its own one
+        if not isinstance(rerank, (bool, str)):
+            raise ValueError(f"rerank: expected True, False or a model name, got {rerank!r}")
+        judge = (lambda: self.llm) if rerank is True else (lambda: _load_llm(str(rerank), _RERANK_MODEL_LEN))
+        self.reranker = QueryLikelihoodReranker(judge, rerank_depth) if rerank else None
 
     @property
     def llm(self) -> Any:
         if self._llm is None:
-            from brainwork.llm import LLM
-
-            self._llm = LLM(self.model, max_model_len=self.max_model_len, progress=False)
+            self._llm = _load_llm(self.model, self.max_model_len)
         return self._llm
 
     def add(
@@ -91,6 +95,16 @@ class RagPipeline:
 
     def _ingestor(self) -> Ingestor:
         return Ingestor(self.store, self.embedder, self.collection, self.chunker)
+
+
+# a reranking prompt is at most 160 passage tokens, the template and the query
+_RERANK_MODEL_LEN = 1024
+
+
+def _load_llm(model: str, max_model_len: int | None) -> Any:
+    from brainwork.llm import LLM
+
+    return LLM(model, max_model_len=max_model_len, progress=False)
 
 
 def _is_store(obj: Any) -> bool:
