@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,22 @@ def test_smollm2_finds_the_passage_that_answers(smollm2: LLM) -> None:
         assert sorted(h.source for h in reordered) == sorted(names)
 
 
+def test_fusion_follows_a_confident_model_and_keeps_the_retriever_order_on_a_near_tie() -> None:
+    reranker = QueryLikelihoodReranker(object(), weight=0.075)
+    hits = [Hit(f"d{i}", 0, f"text {i}", 1.0, None, None) for i in range(8)]
+    sure = [-30.0] * 8
+    sure[4] = -10.0  # the model is sure of the 5th hit (by 20 nats): it moves first
+    fused = reranker.fuse(hits, sure)
+    assert [h.source for h in fused] == ["d4", "d0", "d1", "d2", "d3", "d5", "d6", "d7"]
+    # score: reciprocal rank + weight x posterior (softmax of the log-likelihoods, ~1 for d4)
+    assert fused[0].score == pytest.approx(1 / 10 + 0.075, abs=1e-8) and fused[0].likelihood == -10.0
+    assert fused[1].score == pytest.approx(1 / 6 + 0.075 * math.exp(-20) / (1 + 7 * math.exp(-20)), rel=1e-9)
+    # a near tie (the model prefers later hits by 0.05 nats each): the retriever's order stands
+    tie = [-20.0 + 0.05 * i for i in range(8)]
+    assert [h.source for h in reranker.fuse(hits, tie)] == [h.source for h in hits]
+    assert reranker.fuse([], []) == []
+
+
 def test_the_searcher_reranks_its_top_depth_and_returns_k(smollm2: LLM, minilm_dir: Path, tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.sqlite")
     embedder = Embedder(str(minilm_dir))
@@ -99,6 +116,29 @@ def test_the_searcher_reranks_its_top_depth_and_returns_k(smollm2: LLM, minilm_d
     rows = json.loads(out.getvalue())
     assert rc == 0 and [r["source"] for r in rows] == [h.source for h in got]
     assert all(isinstance(r["likelihood"], float) for r in rows)
+
+
+def test_the_pipeline_reranks_with_its_own_model(
+    smollm2: LLM, smollm2_gguf: Path, minilm_dir: Path, tmp_path: Path
+) -> None:
+    """rerank=MODEL: that model scores the hits and the chat model is never loaded (its name here
+    names no model, so loading it would raise)."""
+    from brainwork.pipelines.rag import RagPipeline
+
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    embedder = Embedder(str(minilm_dir))
+    kw = {"store": store, "collection": "facts", "embedder": embedder, "rerank_depth": 3}
+    rag = RagPipeline("no-such-chat-model", rerank=str(smollm2_gguf), **kw)
+    rag.add_texts([Item(n, t, {}) for n, t in PASSAGES.items()])
+    question = QUESTIONS["wall"]
+    got = rag.search(question, k=2)
+    plain = Searcher(store, embedder, "facts").search(question, 3)
+    want = QueryLikelihoodReranker(smollm2, depth=3).rerank(question, plain)
+    assert [h.source for h in got] == [h.source for h in want[:2]] and got[0].source == "wall"
+    assert [h.likelihood for h in got] == pytest.approx([h.likelihood for h in want[:2]], abs=1e-4)
+    assert rag._llm is None
+    with pytest.raises(ValueError, match="rerank: expected True, False or a model name"):
+        RagPipeline(rerank=3, **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
