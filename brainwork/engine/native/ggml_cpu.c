@@ -9,6 +9,7 @@
 #pragma GCC optimize("fp-contract=off")
 
 #include <immintrin.h>
+#include <omp.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -127,17 +128,18 @@ static inline __attribute__((always_inline)) void dot_rows8(int qtype, const uin
     __m256 summs = _mm256_setzero_ps();  // Q4_1: lane r is row r's
     for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
     const int bytes = BLOCK_BYTES[qtype];
-    float p[8];
     for (int64_t b = 0; b < nb; b++, w += bytes) {
         float dw, mw = 0.0f;
         const __m256i qx = weight_block(qtype, w, &dw, &mw);
         const __m256i ax = qtype == Q4_1 ? qx : _mm256_sign_epi8(qx, qx);
-        _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(xd + b * m)));
+        const __m256 dwv = _mm256_set1_ps(dw);
         if (qtype == Q4_1) summs = _mm256_fmadd_ps(_mm256_set1_ps(mw), _mm256_loadu_ps(xs + b * m), summs);
         for (int r = 0; r < 8; r++) {
             const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + r * k + 32 * b));
             const __m256 q = dot_us8(ax, qtype == Q4_1 ? qy : _mm256_sign_epi8(qy, qx));
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r), q, acc[r]);
+            // the scale product per row from a broadcast load of xd: a vector of all 8 products
+            // stored and read back one float at a time stalls on store-to-load forwarding
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dwv, _mm256_broadcast_ss(xd + b * m + r)), q, acc[r]);
         }
     }
     float sm[8];
@@ -145,14 +147,152 @@ static inline __attribute__((always_inline)) void dot_rows8(int qtype, const uin
     for (int r = 0; r < 8; r++) y[r * ystride] = qtype == Q4_1 ? hsum_float_8(acc[r]) + sm[r] : hsum_float_8(acc[r]);
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+#define WIDE_TILES 1
+// Tiles of 8 activation rows x 2 weight rows with VNNI. The weight codes go in as unsigned bytes
+// (Q4_0 nibble, Q5_0 nibble | bit << 4, Q8_0 code + 128; Q4_1's nibbles already are) and the
+// dpbusd accumulator starts at -OFFSET * (the activation's 4-value sums), a per-row vector made
+// once per matmul: lane l is then sum (code - OFFSET) * q8 over its 4 values, the same exact
+// integer that the sign trick gives, so every float step after it is ggml's. This drops the two
+// sign operations per row and block and decodes each weight block once per 8 rows.
+static const int OFFSET[] = {8, 0, 16, 128};
+
+static inline __attribute__((always_inline)) __m256i weight_u8(int qtype, const uint8_t *w, float *dw, float *mw) {
+    *dw = f16_to_f32(*(const uint16_t *)w);
+    if (qtype == Q4_0) return nibbles_32(w + 2);
+    if (qtype == Q4_1) {
+        *mw = f16_to_f32(*(const uint16_t *)(w + 2));
+        return nibbles_32(w + 4);
+    }
+    if (qtype == Q5_0) {  // qh's bit i is value i's fifth bit: a byte mask as it stands
+        uint32_t qh;
+        memcpy(&qh, w + 2, 4);
+        const __m256i nib = nibbles_32(w + 6);
+        return _mm256_mask_add_epi8(nib, (__mmask32)qh, nib, _mm256_set1_epi8(16));
+    }
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_set1_epi8((char)0x80));
+}
+
+// The 8-row tiles read the activations of a group of 8 rows block by block, each block's data
+// side by side so that every offset within a tile is a constant: `wide` holds, for rows g*8..g*8+7
+// (g < m/8) and block b, codes (8, 32) int8 at tile_codes(), offset sums (8, 8) int32 at
+// tile_sums() (lane l of row i: -OFFSET * the sum of its values 4l..4l+3; not for Q4_1) and the
+// rows' d (8,) at tile_scales(). 2.125 * m * k bytes in all.
+static inline int8_t *tile_codes(int8_t *wide, int64_t g, int64_t nb) { return wide + g * nb * 256; }
+static inline int32_t *tile_sums(int8_t *wide, int64_t m8, int64_t k, int64_t g, int64_t nb) {
+    return (int32_t *)(wide + m8 * k) + g * nb * 64;
+}
+static inline float *tile_scales(int8_t *wide, int64_t m8, int64_t k, int64_t g, int64_t nb) {
+    return (float *)(wide + 2 * m8 * k) + g * nb * 8;
+}
+
+// row r (< m/8*8) of xq / xd into `wide`
+static inline void tile_row(int qtype, const int8_t *xq, const float *xd, int64_t r, int64_t m, int64_t k,
+                            int8_t *wide) {
+    const int64_t nb = k / 32, m8 = m / 8 * 8, g = r / 8, i = r % 8;
+    int8_t *codes = tile_codes(wide, g, nb) + 32 * i;
+    int32_t *sums = tile_sums(wide, m8, k, g, nb) + 8 * i;
+    float *scales = tile_scales(wide, m8, k, g, nb) + i;
+    const __m256i neg = _mm256_set1_epi32(-OFFSET[qtype]);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + r * k + 32 * b));
+        _mm256_storeu_si256((__m256i *)(codes + 256 * b), qy);
+        const __m256i s4 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), qy);
+        _mm256_storeu_si256((__m256i *)(sums + 64 * b), _mm256_mullo_epi32(s4, neg));
+        scales[8 * b] = xd[b * m + r];
+    }
+}
+
+// rows 8g..8g+7 against weight rows j, j+1 (w: row j's blocks, the next row row_bytes on); every
+// (row, weight row) pair takes dot_rows's steps: acc = fma(d_w * d_x, lanes, acc), hsum (+ summs)
+static inline __attribute__((always_inline)) void tile8x2(int qtype, const uint8_t *w, int64_t row_bytes,
+                                                          const int8_t *codes, const int32_t *sums,
+                                                          const float *scales, const float *xs, int64_t m, int64_t nb,
+                                                          float *y, int64_t n) {
+    __m256 acc[2][8], summs[2];
+    for (int j = 0; j < 2; j++) {
+        summs[j] = _mm256_setzero_ps();
+        for (int r = 0; r < 8; r++) acc[j][r] = _mm256_setzero_ps();
+    }
+    const int bytes = BLOCK_BYTES[qtype];
+    for (int64_t b = 0; b < nb; b++, w += bytes, codes += 256, sums += 64, scales += 8) {
+        float dw[2], mw[2] = {0.0f, 0.0f};
+        // the next pair's rows, while these are in use: the weight stream runs ahead of the tiles
+        _mm_prefetch((const char *)(w + 2 * row_bytes), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + 3 * row_bytes), _MM_HINT_T0);
+        const __m256i u0 = weight_u8(qtype, w, dw, mw);
+        const __m256i u1 = weight_u8(qtype, w + row_bytes, dw + 1, mw + 1);
+        const __m256 d0 = _mm256_set1_ps(dw[0]), d1 = _mm256_set1_ps(dw[1]);
+        if (qtype == Q4_1) {
+            const __m256 sx = _mm256_loadu_ps(xs + b * m);
+            summs[0] = _mm256_fmadd_ps(_mm256_set1_ps(mw[0]), sx, summs[0]);
+            summs[1] = _mm256_fmadd_ps(_mm256_set1_ps(mw[1]), sx, summs[1]);
+        }
+        for (int r = 0; r < 8; r++) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(codes + 32 * r));
+            const __m256i c = qtype == Q4_1 ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(sums + 8 * r));
+            const __m256 xdr = _mm256_broadcast_ss(scales + r);
+            const __m256 q0 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(c, u0, qy));
+            const __m256 q1 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(c, u1, qy));
+            acc[0][r] = _mm256_fmadd_ps(_mm256_mul_ps(d0, xdr), q0, acc[0][r]);  // fp16 x fp16: exact
+            acc[1][r] = _mm256_fmadd_ps(_mm256_mul_ps(d1, xdr), q1, acc[1][r]);
+        }
+    }
+    float sm[2][8];
+    _mm256_storeu_ps(sm[0], summs[0]);
+    _mm256_storeu_ps(sm[1], summs[1]);
+    for (int r = 0; r < 8; r++)
+        for (int j = 0; j < 2; j++)
+            y[r * n + j] = qtype == Q4_1 ? hsum_float_8(acc[j][r]) + sm[j][r] : hsum_float_8(acc[j][r]);
+}
+
+// weight-row pairs j0..j1 against row groups g0..g1 in 8x2 tiles, one loop per block type
+static __attribute__((noinline)) void tile_block(int qtype, const uint8_t *w, int64_t row_bytes, int8_t *wide,
+                                                 const float *xs, int64_t m, int64_t k, float *y, int64_t n,
+                                                 int64_t j0, int64_t j1, int64_t g0, int64_t g1) {
+    const int64_t nb = k / 32, m8 = m / 8 * 8;
+#define TILES(Q)                                                                                                  \
+    for (int64_t j = j0; j < j1; j += 2)                                                                          \
+        for (int64_t g = g0; g < g1; g++)                                                                         \
+            tile8x2(Q, w + j * row_bytes, row_bytes, tile_codes(wide, g, nb), tile_sums(wide, m8, k, g, nb),      \
+                    tile_scales(wide, m8, k, g, nb), xs ? xs + 8 * g : NULL, m, nb, y + 8 * g * n + j, n);
+    switch (qtype) {
+        case Q4_0: TILES(Q4_0) break;
+        case Q4_1: TILES(Q4_1) break;
+        case Q5_0: TILES(Q5_0) break;
+        default: TILES(Q8_0) break;
+    }
+#undef TILES
+}
+#endif
+
 static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8_t *w, int64_t n, int64_t k,
                                                           const int8_t *xq, const float *xd, const float *xs,
-                                                          int64_t m, float *y) {
+                                                          int8_t *wide, int64_t m, float *y) {
     const int64_t nb = k / 32, row_bytes = nb * BLOCK_BYTES[qtype];
+    int64_t m8 = 0;  // rows done in 8x2 tiles
+#ifdef WIDE_TILES
+    m8 = m / 8 * 8;
+    const int64_t n2 = n / 2 * 2;
+    // this thread's share of the weight-row pairs, the same in every block of 64 rows, so no
+    // barrier between them; the tiles run in a function of their own (not in the outlined omp
+    // body, where the compiler keeps the loop's bounds and pointers in memory)
+    const int64_t pairs = n2 / 2, nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t j0 = 2 * (pairs * tid / nth), j1 = 2 * (pairs * (tid + 1) / nth);
+    for (int64_t g0 = 0; g0 < m8 / 8; g0 += 8)  // 64 rows at a time: their codes and sums stay in L2
+        tile_block(qtype, w, row_bytes, wide, xs, m, k, y, n, j0, j1, g0, g0 + 8 < m8 / 8 ? g0 + 8 : m8 / 8);
+    if (n2 < n) {  // an odd last weight row
+#pragma omp single nowait
+        for (int64_t r = 0; r < m8; r += 8)
+            dot_rows8(qtype, w + n2 * row_bytes, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + n2, n);
+    }
+#else
+    (void)wide;
+#endif
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < n; j++) {
         const uint8_t *wj = w + j * row_bytes;
-        int64_t r = 0;
+        int64_t r = m8;
         for (; r + 8 <= m; r += 8)
             dot_rows8(qtype, wj, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + j, n);
         for (; r + 4 <= m; r += 4)
@@ -167,19 +307,27 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
 // functions wrap them in a region of their own; the decoder stack runs them all in one region.
 
 // y (m, n) = x (m, k) times the n rows of w; xq (m, k), xd, xs (k/32, m) scratch for the
-// quantized activations (xs only for Q4_1).
+// quantized activations (xs only for Q4_1), wide (2.125 m k bytes) for their 8-row tile form
+// (unused without AVX-512 VNNI).
 static void block_mm_team(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y,
-                          int8_t *xq, float *xd, float *xs) {
+                          int8_t *xq, float *xd, float *xs, int8_t *wide) {
     if (qtype != Q4_1) xs = NULL;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r, xs ? xs + r : NULL, m);
+#ifdef WIDE_TILES
+#pragma omp for schedule(static)  // after the loop above: a row's d is written by that loop's thread
+    for (int64_t r = 0; r < m / 8 * 8; r++) tile_row(qtype, xq, xd, r, m, k, wide);
+#endif
     switch (qtype) {  // one loop specialized per block type
-        case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, m, y); break;
-        case Q4_1: mm_rows(Q4_1, w, n, k, xq, xd, xs, m, y); break;
-        case Q5_0: mm_rows(Q5_0, w, n, k, xq, xd, xs, m, y); break;
-        default: mm_rows(Q8_0, w, n, k, xq, xd, xs, m, y); break;
+        case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, wide, m, y); break;
+        case Q4_1: mm_rows(Q4_1, w, n, k, xq, xd, xs, wide, m, y); break;
+        case Q5_0: mm_rows(Q5_0, w, n, k, xq, xd, xs, wide, m, y); break;
+        default: mm_rows(Q8_0, w, n, k, xq, xd, xs, wide, m, y); break;
     }
 }
+
+// bytes of `wide` scratch for m rows of k values
+static inline size_t wide_bytes(int64_t m, int64_t k) { return (size_t)(m * k * 2 + m * k / 8 + 64); }
 
 // y (m, n) = x (m, k) times the n rows of w (raw blocks, n x k/32 blocks). Returns 0, or -1 on
 // a bad argument.
@@ -189,13 +337,14 @@ int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float
     int8_t *xq = malloc((size_t)(m * k));
     float *xd = malloc(sizeof(float) * (size_t)(m * nb));
     float *xs = qtype == Q4_1 ? malloc(sizeof(float) * (size_t)(m * nb)) : NULL;
-    if (!xq || !xd || (qtype == Q4_1 && !xs)) {
-        free(xq), free(xd), free(xs);
+    int8_t *wide = m >= 8 ? malloc(wide_bytes(m, k)) : NULL;
+    if (!xq || !xd || (qtype == Q4_1 && !xs) || (m >= 8 && !wide)) {
+        free(xq), free(xd), free(xs), free(wide);
         return -1;
     }
 #pragma omp parallel if (n * m * nb > 4096)  // small products: a thread team costs more than it saves
-    block_mm_team(qtype, w, n, k, x, m, y, xq, xd, xs);
-    free(xq), free(xd), free(xs);
+    block_mm_team(qtype, w, n, k, x, m, y, xq, xd, xs, wide);
+    free(xq), free(xd), free(xs), free(wide);
     return 0;
 }
 
@@ -762,6 +911,7 @@ typedef struct {
 typedef struct {
     int8_t *xq;
     float *xd, *xs;  // block32 activations (Q8_0 / Q8_1)
+    int8_t *wide;  // their 8-row tile form
     int8_t *q8;
     float *dy, *dyt;
     int32_t *bs, *bst;  // K-quant activations (Q8_K), row-major and transposed
@@ -773,7 +923,7 @@ static int stack_mat_ok(const StackMat *M, int64_t k) {
 
 static void stack_mat(const StackMat *M, const float *x, int64_t m, int64_t k, float *y, const StackScratch *t) {
     if (M->kind < 4)
-        block_mm_team(M->kind, M->w, M->n, k, x, m, y, t->xq, t->xd, t->xs);
+        block_mm_team(M->kind, M->w, M->n, k, x, m, y, t->xq, t->xd, t->xs, t->wide);
     else
         kquant_team(M->kind, M->w, M->scales, M->mins, M->d, M->dmin, M->n, k, x, m, y, 0, t->q8, t->dy, t->bs, t->dyt, t->bst);
     if (M->bias) {
@@ -826,11 +976,12 @@ int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const
     float *tmp = malloc(sizeof(float) * (size_t)(n * widest));  // one part of an unfused projection
     StackScratch t = {
         malloc((size_t)(n * kmax)), malloc(sizeof(float) * (size_t)(n * kmax / 32)),
-        malloc(sizeof(float) * (size_t)(n * kmax / 32)), malloc((size_t)(n * kmax)),
+        malloc(sizeof(float) * (size_t)(n * kmax / 32)), malloc(wide_bytes(n, kmax)),
+        malloc((size_t)(n * kmax)),
         malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)), malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)),
         malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)), malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)),
     };
-    const int rc = !h || !qkv || !q || !att || !gu || !act || !out || !tmp || !t.xq || !t.xd || !t.xs || !t.q8 ||
+    const int rc = !h || !qkv || !q || !att || !gu || !act || !out || !tmp || !t.xq || !t.xd || !t.xs || !t.wide || !t.q8 ||
                            !t.dy || !t.dyt || !t.bs || !t.bst
                        ? -2
                        : 0;
@@ -875,6 +1026,6 @@ int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const
         }
     }
     free(h), free(qkv), free(q), free(att), free(gu), free(act), free(out), free(tmp);
-    free(t.xq), free(t.xd), free(t.xs), free(t.q8), free(t.dy), free(t.dyt), free(t.bs), free(t.bst);
+    free(t.xq), free(t.xd), free(t.xs), free(t.wide), free(t.q8), free(t.dy), free(t.dyt), free(t.bs), free(t.bst);
     return rc;
 }
