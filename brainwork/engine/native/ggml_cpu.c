@@ -574,6 +574,15 @@ static void quantize_q8_k(const float *x, int64_t k, int8_t *q, float *d, int32_
 }
 
 // exact int: sum over the 32 values at c/y of scale * q * q8 (q unsigned), as 8 int32 lanes
+// v + madd(p16, scl): one VNNI instruction where there is one (the same exact int32 sums)
+static inline __m256i add_madd16(__m256i v, __m256i p16, __m256i scl) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpwssd_epi32(v, p16, scl);
+#else
+    return _mm256_add_epi32(v, _mm256_madd_epi16(p16, scl));
+#endif
+}
+
 static inline __m256i scaled_dot32(const uint8_t *c, const int8_t *y, __m256i scl) {
     const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)c), _mm256_loadu_si256((const __m256i *)y));
     return _mm256_madd_epi16(p16, scl);
@@ -707,7 +716,7 @@ static inline __attribute__((always_inline)) void q6_ints8(const uint8_t *c, con
         const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(s[2 * g + 1]), _mm_set1_epi16(s[2 * g]));
         for (int i = 0; i < 8; i++) {
             const __m256i yi = _mm256_loadu_si256((const __m256i *)(y + i * k + 32 * g));
-            v[i] = _mm256_add_epi32(v[i], _mm256_madd_epi16(_mm256_maddubs_epi16(cg, yi), scl));
+            v[i] = add_madd16(v[i], _mm256_maddubs_epi16(cg, yi), scl);
         }
     }
 }
@@ -749,7 +758,7 @@ static inline __attribute__((always_inline)) __m256 kq_rows8(int kind, const uin
                 const __m256i scl = _mm256_set1_epi16(sc[jj]);
                 for (int i = 0; i < 8; i++) {
                     const __m256i yi = _mm256_loadu_si256((const __m256i *)(y + i * R->k + 32 * jj));
-                    v[i] = _mm256_add_epi32(v[i], _mm256_madd_epi16(_mm256_maddubs_epi16(cg, yi), scl));
+                    v[i] = add_madd16(v[i], _mm256_maddubs_epi16(cg, yi), scl);
                 }
                 const __m256i b32 = _mm256_add_epi32(bsum8(R, 16 * b + 2 * jj, r), bsum8(R, 16 * b + 2 * jj + 1, r));
                 imin = _mm256_add_epi32(imin, _mm256_mullo_epi32(b32, _mm256_set1_epi32(mn[jj])));
@@ -781,6 +790,30 @@ static inline void q6_vec_rows8(const uint8_t *cj, const int8_t *sj, const float
     for (int i = 0; i < 8; i++) y[i * ystride] = hsum_float_8(acc[i]);
 }
 
+// weight rows j0..j1 against rows r0..r1 (multiples of 8) with kernel `kind` (see kquant_team)
+static __attribute__((noinline)) void kq_block(int kind, const uint8_t *codes, const void *scales, const uint8_t *mins,
+                                               const float *d, const float *dmin, const Rows8 *R, float *y, int64_t n,
+                                               int64_t j0, int64_t j1, int64_t r0, int64_t r1) {
+    const int64_t k = R->k, nb = k / 256;
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *cj = codes + j * k;
+        const void *sj = kind >= 6 ? (const void *)((const int8_t *)scales + j * nb * 16)
+                                   : (const void *)((const uint8_t *)scales + j * nb * 8);
+        const uint8_t *mj = kind < 6 ? mins + j * nb * 8 : NULL;
+        const float *dminj = kind < 6 ? dmin + j * nb : NULL;
+        float out[8];
+        for (int64_t r = r0; r < r1; r += 8) {
+            switch (kind) {  // one inlined copy per kernel
+                case 7: q6_vec_rows8(cj, (const int8_t *)sj, d + j * nb, R, r, y + r * n + j, n); continue;
+                case 4: _mm256_storeu_ps(out, kq_rows8(4, cj, sj, mj, d + j * nb, dminj, R, r)); break;
+                case 5: _mm256_storeu_ps(out, kq_rows8(5, cj, sj, mj, d + j * nb, dminj, R, r)); break;
+                default: _mm256_storeu_ps(out, kq_rows8(6, cj, sj, mj, d + j * nb, dminj, R, r)); break;
+            }
+            for (int i = 0; i < 8; i++) y[(r + i) * n + j] = out[i];
+        }
+    }
+}
+
 // y (m, n) = x (m, k) times a Q6_K (qtype 6) or repacked Q4_K (qtype 4) weight, every activation
 // row on its own (one-row chunks; Q6_K below ggml's tiled-kernel row count; Q4_K below 4 rows).
 // codes (n, k) uint8; scales (n, k/256, 16) int8 for Q6_K, (n, k/256, 8) uint8 for Q4_K with mins
@@ -806,29 +839,13 @@ static void kquant_team(int qtype, const uint8_t *codes, const void *scales, con
         for (int64_t i = 0; i < nb * 16; i++) bst[i * m + r] = bs[r * nb * 16 + i];
     }
     const Rows8 R = {q8, dyt, dy, bst, bs, m, k};
-    // rows in blocks of 16 (their Q8_K codes stay in L1/L2 while every weight row passes); static
-    // schedule: each thread takes the same weight rows in every block, so no barrier between them
-    for (int64_t r0 = 0; r0 < tiled; r0 += 16) {
-        const int64_t r1 = r0 + 16 < tiled ? r0 + 16 : tiled;
-#pragma omp for schedule(static) nowait
-        for (int64_t j = 0; j < n; j++) {
-            const uint8_t *cj = codes + j * k;
-            const void *sj = qtype == 6 ? (const void *)((const int8_t *)scales + j * nb * 16)
-                                        : (const void *)((const uint8_t *)scales + j * nb * 8);
-            const uint8_t *mj = qtype == 4 ? mins + j * nb * 8 : NULL;
-            const float *dminj = qtype == 4 ? dmin + j * nb : NULL;
-            float out[8];
-            for (int64_t r = r0; r < r1; r += 8) {
-                switch (kind) {  // one inlined copy per kernel
-                    case 7: q6_vec_rows8(cj, (const int8_t *)sj, d + j * nb, &R, r, y + r * n + j, n); continue;
-                    case 4: _mm256_storeu_ps(out, kq_rows8(4, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
-                    case 5: _mm256_storeu_ps(out, kq_rows8(5, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
-                    default: _mm256_storeu_ps(out, kq_rows8(6, cj, sj, mj, d + j * nb, dminj, &R, r)); break;
-                }
-                for (int i = 0; i < 8; i++) y[(r + i) * n + j] = out[i];
-            }
-        }
-    }
+    // rows in blocks of 16 (their Q8_K codes stay in L1/L2 while every weight row passes); each
+    // thread takes the same weight rows in every block, so no barrier between them; the tiles run
+    // in a function of their own (not in the outlined omp body, which keeps its state in memory)
+    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t j0 = n * tid / nth, j1 = n * (tid + 1) / nth;
+    for (int64_t r0 = 0; r0 < tiled; r0 += 16)
+        kq_block(kind, codes, scales, mins, d, dmin, &R, y, n, j0, j1, r0, r0 + 16 < tiled ? r0 + 16 : tiled);
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < n; j++)
         for (int64_t r = tiled; r < m; r++) {
