@@ -544,10 +544,11 @@ void ggml_rope(float *x, const float *cs, const float *sn, int64_t rows, int64_t
 // codes = min(127, nearest(iscale * x)), d = 1 / iscale; bsum16 = sums of 16 codes.
 // mat4 (ggml_quantize_mat_q8_K_4x8, the activations of the repacked Q4_K gemm): iscale =
 // -127 / amax when some value equals +amax, else 127 / amax; codes clamped to -128..127.
-static void quantize_q8_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *bsum16, int mat4) {
+// block b's codes at q + b * qstride (256: row-major; 2048: an 8-row tile's order)
+static void quantize_q8_k(const float *x, int64_t k, int8_t *q, int64_t qstride, float *d, int32_t *bsum16, int mat4) {
     for (int64_t b = 0; b < k / 256; b++) {
         const float *v = x + 256 * b;
-        int8_t *c = q + 256 * b;
+        int8_t *c = q + qstride * b;
         float amax = 0.0f, mx = 0.0f;
         for (int i = 0; i < 256; i++)
             if (fabsf(v[i]) > amax) amax = fabsf(v[i]), mx = v[i];
@@ -693,17 +694,19 @@ static inline __m256i fold8_i32(const __m256i v[8]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
 }
 
-// The Q8_K activations of 8 rows r..r+7 side by side: dyt (k/256, m) and bst (k/16, m) hold dy
-// and the 16-value sums transposed, so that one load gives a value of all 8 rows.
+// The Q8_K activations. Row-major: q8 (m, k), dy (m, k/256), bs (m, k/16). For kq_rows8 the first
+// m/8*8 rows are also kept in 8-row tile order, every offset within a tile a constant: codes of
+// group g (rows 8g..8g+7) at q8 + 8g*k as (k/256, 8, 256) in place of the row-major rows, dyt as
+// (m/8, k/256, 8) and bst as (m/8, k/16, 8).
 typedef struct {
-    const int8_t *q8;  // (m, k)
+    const int8_t *q8;
     const float *dyt, *dy;
     const int32_t *bst, *bs;
     int64_t m, k;
 } Rows8;
 
-static inline __m256i bsum8(const Rows8 *R, int64_t i, int64_t r) {
-    return _mm256_loadu_si256((const __m256i *)(R->bst + i * R->m + r));
+static inline __m256i bsum8(const Rows8 *R, int64_t i, int64_t r) {  // 16-value sum i of rows r..r+7
+    return _mm256_loadu_si256((const __m256i *)(R->bst + ((r / 8) * (R->k / 16) + i) * 8));
 }
 
 // Q6_K: the int32 lanes of sum scale * q * q8 over one super-block, for rows y, y + k, ..., y + 7k
@@ -733,11 +736,11 @@ static inline __attribute__((always_inline)) __m256 kq_rows8(int kind, const uin
     __m256i v[8];
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *c = cj + 256 * b;
-        const int8_t *y = R->q8 + r * R->k + 256 * b;
-        const __m256 dy = _mm256_loadu_ps(R->dyt + b * R->m + r);
+        const int8_t *y = R->q8 + r * R->k + 2048 * b;  // tile order: row i at y + 256 i
+        const __m256 dy = _mm256_loadu_ps(R->dyt + ((r / 8) * nb + b) * 8);
         if (kind == 6) {  // Q6_K tiled: S1 = sum scale * q * q8 - 32 * sum scale * bsum16
             const int8_t *s = (const int8_t *)scales + 16 * b;
-            q6_ints8(c, s, y, R->k, v);
+            q6_ints8(c, s, y, 256, v);
             __m256i off = _mm256_setzero_si256();
             for (int i = 0; i < 16; i++)
                 off = _mm256_add_epi32(off, _mm256_mullo_epi32(bsum8(R, 16 * b + i, r), _mm256_set1_epi32(s[i])));
@@ -757,7 +760,7 @@ static inline __attribute__((always_inline)) __m256 kq_rows8(int kind, const uin
                 const __m256i cg = _mm256_loadu_si256((const __m256i *)(c + 32 * jj));
                 const __m256i scl = _mm256_set1_epi16(sc[jj]);
                 for (int i = 0; i < 8; i++) {
-                    const __m256i yi = _mm256_loadu_si256((const __m256i *)(y + i * R->k + 32 * jj));
+                    const __m256i yi = _mm256_loadu_si256((const __m256i *)(y + i * 256 + 32 * jj));
                     v[i] = add_madd16(v[i], _mm256_maddubs_epi16(cg, yi), scl);
                 }
                 const __m256i b32 = _mm256_add_epi32(bsum8(R, 16 * b + 2 * jj, r), bsum8(R, 16 * b + 2 * jj + 1, r));
@@ -821,7 +824,7 @@ static __attribute__((noinline)) void kq_block(int kind, const uint8_t *codes, c
 // mode 1 runs ggml's multi-row kernel instead: Q6_K's tiled matmul (a chunk of 8+ rows), Q4_K's
 // gemm (rows in groups of 4; m must be a multiple of 4). Either way rows go 8 at a time where
 // there are 8 (same bits). q8, dy, bs: scratch for the Q8_K activations, (m, k), (m, k/256),
-// (m, k/16); dyt, bst: dy and bs transposed for the 8-row tiles.
+// (m, k/16); dyt, bst: dy and bs in tile order for the 8-row tiles (see Rows8).
 static void kquant_team(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
                         const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode,
                         int8_t *q8, float *dy, int32_t *bs, float *dyt, int32_t *bst) {
@@ -833,10 +836,13 @@ static void kquant_team(int qtype, const uint8_t *codes, const void *scales, con
     const int transposed = tiled && kind != 7;  // only kq_rows8 reads dyt and bst
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < m; r++) {
-        quantize_q8_k(x + r * k, k, q8 + r * k, dy + r * nb, bs + r * nb * 16, mat4);
-        if (!transposed) continue;
-        for (int64_t b = 0; b < nb; b++) dyt[b * m + r] = dy[r * nb + b];
-        for (int64_t i = 0; i < nb * 16; i++) bst[i * m + r] = bs[r * nb * 16 + i];
+        const int tile = transposed && r < tiled;
+        const int64_t g = r / 8, i = r % 8;
+        quantize_q8_k(x + r * k, k, tile ? q8 + g * 8 * k + 256 * i : q8 + r * k, tile ? 2048 : 256, dy + r * nb,
+                      bs + r * nb * 16, mat4);
+        if (!tile) continue;
+        for (int64_t b = 0; b < nb; b++) dyt[(g * nb + b) * 8 + i] = dy[r * nb + b];
+        for (int64_t j = 0; j < nb * 16; j++) bst[(g * nb * 16 + j) * 8 + i] = bs[r * nb * 16 + j];
     }
     const Rows8 R = {q8, dyt, dy, bst, bs, m, k};
     // rows in blocks of 16 (their Q8_K codes stay in L1/L2 while every weight row passes); each
