@@ -186,6 +186,16 @@ static inline float *tile_scales(int8_t *wide, int64_t m8, int64_t k, int64_t g,
     return (float *)(wide + 2 * m8 * k) + g * nb * 8;
 }
 
+// sums (k/32, 8) int32 of one row's codes xq: -OFFSET * each lane's 4-value sum
+static inline void offset_sums(int qtype, const int8_t *xq, int64_t nb, int32_t *sums) {
+    const __m256i neg = _mm256_set1_epi32(-OFFSET[qtype]);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+        const __m256i s4 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), qy);
+        _mm256_storeu_si256((__m256i *)(sums + 8 * b), _mm256_mullo_epi32(s4, neg));
+    }
+}
+
 // row r (< m/8*8) of xq / xd into `wide`
 static inline void tile_row(int qtype, const int8_t *xq, const float *xd, int64_t r, int64_t m, int64_t k,
                             int8_t *wide) {
@@ -264,15 +274,84 @@ static __attribute__((noinline)) void tile_block(int qtype, const uint8_t *w, in
     }
 #undef TILES
 }
+
+// The rows after the last full tile (m % 8 of them) keep the row-major codes of xq; their offset
+// sums go after the tiles' data in `wide`, (m % 8, k/32, 8) int32.
+static inline int32_t *rest_sums(int8_t *wide, int64_t m8, int64_t k) {
+    return (int32_t *)(wide + ((2 * m8 * k + m8 * k / 8 + 63) & ~(int64_t)63));
+}
+
+// mr (<= 4) rows against two weight rows w0, w1 (outputs y0[r * n], y1[r * n]), the same steps as
+// tile8x2 (one row: decode). No software prefetch: with this little work per byte the hardware's
+// stream prefetch does better, on two streams far apart (two adjacent rows read side by side look
+// like one stream going back and forth, and ran at half the speed from memory).
+static inline __attribute__((always_inline)) void rows_x2(int qtype, int mr, const uint8_t *w0, const uint8_t *w1,
+                                                          const int8_t *xq, const int32_t *sums, const float *xd,
+                                                          const float *xs, int64_t m, int64_t nb, int64_t k, float *y0,
+                                                          float *y1, int64_t n) {
+    __m256 acc[2][4];
+    float summs[2][4];
+    for (int j = 0; j < 2; j++)
+        for (int r = 0; r < mr; r++) acc[j][r] = _mm256_setzero_ps(), summs[j][r] = 0.0f;
+    const int bytes = BLOCK_BYTES[qtype];
+    for (int64_t b = 0; b < nb; b++, w0 += bytes, w1 += bytes) {
+        float dw[2], mw[2] = {0.0f, 0.0f};
+        const __m256i u0 = weight_u8(qtype, w0, dw, mw);
+        const __m256i u1 = weight_u8(qtype, w1, dw + 1, mw + 1);
+        const __m256 d0 = _mm256_set1_ps(dw[0]), d1 = _mm256_set1_ps(dw[1]);
+        for (int r = 0; r < mr; r++) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + r * k + 32 * b));
+            const __m256i c = qtype == Q4_1 ? _mm256_setzero_si256()
+                                            : _mm256_loadu_si256((const __m256i *)(sums + (r * nb + b) * 8));
+            const __m256 xdr = _mm256_broadcast_ss(xd + b * m + r);
+            if (qtype == Q4_1) {
+                summs[0][r] = fmaf(mw[0], xs[b * m + r], summs[0][r]);
+                summs[1][r] = fmaf(mw[1], xs[b * m + r], summs[1][r]);
+            }
+            acc[0][r] = _mm256_fmadd_ps(_mm256_mul_ps(d0, xdr), _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(c, u0, qy)), acc[0][r]);
+            acc[1][r] = _mm256_fmadd_ps(_mm256_mul_ps(d1, xdr), _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(c, u1, qy)), acc[1][r]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        y0[r * n] = qtype == Q4_1 ? hsum_float_8(acc[0][r]) + summs[0][r] : hsum_float_8(acc[0][r]);
+        y1[r * n] = qtype == Q4_1 ? hsum_float_8(acc[1][r]) + summs[1][r] : hsum_float_8(acc[1][r]);
+    }
+}
+
+// weight rows j0..j1 (an even count) against rows m8..m (fewer than 8), up to 4 at a time; row j
+// of the first half goes with row j + half
+static __attribute__((noinline)) void rest_block(int qtype, const uint8_t *w, int64_t row_bytes, const int8_t *xq,
+                                                 const int32_t *sums, const float *xd, const float *xs, int64_t m,
+                                                 int64_t m8, int64_t k, float *y, int64_t n, int64_t j0, int64_t j1) {
+    const int64_t nb = k / 32, half = (j1 - j0) / 2;
+#define ROWS(Q, MR)                                                                                             \
+    rows_x2(Q, MR, w + j * row_bytes, w + (j + half) * row_bytes, xq + r * k, sums + (r - m8) * nb * 8, xd + r, \
+            xs ? xs + r : NULL, m, nb, k, y + r * n + j, y + r * n + j + half, n)
+#define REST(Q)                                                                                                 \
+    for (int64_t j = j0; j < j0 + half; j++)                                                                    \
+        for (int64_t r = m8; r < m; r += 4) switch (m - r) {                                                    \
+                case 1: ROWS(Q, 1); break;                                                                      \
+                case 2: ROWS(Q, 2); break;                                                                      \
+                case 3: ROWS(Q, 3); break;                                                                      \
+                default: ROWS(Q, 4); break;                                                                     \
+            }
+    switch (qtype) {
+        case Q4_0: REST(Q4_0) break;
+        case Q4_1: REST(Q4_1) break;
+        case Q5_0: REST(Q5_0) break;
+        default: REST(Q8_0) break;
+    }
+#undef REST
+#undef ROWS
+}
 #endif
 
 static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8_t *w, int64_t n, int64_t k,
                                                           const int8_t *xq, const float *xd, const float *xs,
                                                           int8_t *wide, int64_t m, float *y) {
     const int64_t nb = k / 32, row_bytes = nb * BLOCK_BYTES[qtype];
-    int64_t m8 = 0;  // rows done in 8x2 tiles
 #ifdef WIDE_TILES
-    m8 = m / 8 * 8;
+    const int64_t m8 = m / 8 * 8;  // rows done in 8x2 tiles, the rest in 4x2 or smaller
     const int64_t n2 = n / 2 * 2;
     // this thread's share of the weight-row pairs, the same in every block of 64 rows, so no
     // barrier between them; the tiles run in a function of their own (not in the outlined omp
@@ -281,18 +360,25 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
     const int64_t j0 = 2 * (pairs * tid / nth), j1 = 2 * (pairs * (tid + 1) / nth);
     for (int64_t g0 = 0; g0 < m8 / 8; g0 += 8)  // 64 rows at a time: their codes and sums stay in L2
         tile_block(qtype, w, row_bytes, wide, xs, m, k, y, n, j0, j1, g0, g0 + 8 < m8 / 8 ? g0 + 8 : m8 / 8);
+    if (m8 < m) rest_block(qtype, w, row_bytes, xq, rest_sums(wide, m8, k), xd, xs, m, m8, k, y, n, j0, j1);
     if (n2 < n) {  // an odd last weight row
 #pragma omp single nowait
-        for (int64_t r = 0; r < m8; r += 8)
-            dot_rows8(qtype, w + n2 * row_bytes, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + n2, n);
+        {
+            const uint8_t *wj = w + n2 * row_bytes;
+            int64_t r = 0;
+            for (; r + 8 <= m; r += 8)
+                dot_rows8(qtype, wj, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + n2, n);
+            for (; r < m; r++)
+                dot_rows(qtype, 1, wj, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + n2, n);
+        }
     }
+#pragma omp barrier
 #else
     (void)wide;
-#endif
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < n; j++) {
         const uint8_t *wj = w + j * row_bytes;
-        int64_t r = m8;
+        int64_t r = 0;
         for (; r + 8 <= m; r += 8)
             dot_rows8(qtype, wj, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + j, n);
         for (; r + 4 <= m; r += 4)
@@ -300,6 +386,7 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
         for (; r < m; r++)
             dot_rows(qtype, 1, wj, xq + r * k, xd + r, xs ? xs + r : NULL, m, nb, k, y + r * n + j, n);
     }
+#endif
 }
 
 // The `*_team` forms below are called by every thread of an enclosing parallel region (or by
@@ -315,8 +402,13 @@ static void block_mm_team(int qtype, const uint8_t *w, int64_t n, int64_t k, con
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r, xs ? xs + r : NULL, m);
 #ifdef WIDE_TILES
+    const int64_t m8 = m / 8 * 8;
 #pragma omp for schedule(static)  // after the loop above: a row's d is written by that loop's thread
-    for (int64_t r = 0; r < m / 8 * 8; r++) tile_row(qtype, xq, xd, r, m, k, wide);
+    for (int64_t r = 0; r < m; r++)
+        if (r < m8)
+            tile_row(qtype, xq, xd, r, m, k, wide);
+        else if (qtype != Q4_1)
+            offset_sums(qtype, xq + r * k, k / 32, rest_sums(wide, m8, k) + (r - m8) * (k / 32) * 8);
 #endif
     switch (qtype) {  // one loop specialized per block type
         case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, wide, m, y); break;
@@ -327,7 +419,7 @@ static void block_mm_team(int qtype, const uint8_t *w, int64_t n, int64_t k, con
 }
 
 // bytes of `wide` scratch for m rows of k values
-static inline size_t wide_bytes(int64_t m, int64_t k) { return (size_t)(m * k * 2 + m * k / 8 + 64); }
+static inline size_t wide_bytes(int64_t m, int64_t k) { return (size_t)(m * k * 2 + m * k / 8 + 128); }
 
 // y (m, n) = x (m, k) times the n rows of w (raw blocks, n x k/32 blocks). Returns 0, or -1 on
 // a bad argument.
@@ -337,8 +429,8 @@ int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float
     int8_t *xq = malloc((size_t)(m * k));
     float *xd = malloc(sizeof(float) * (size_t)(m * nb));
     float *xs = qtype == Q4_1 ? malloc(sizeof(float) * (size_t)(m * nb)) : NULL;
-    int8_t *wide = m >= 8 ? malloc(wide_bytes(m, k)) : NULL;
-    if (!xq || !xd || (qtype == Q4_1 && !xs) || (m >= 8 && !wide)) {
+    int8_t *wide = malloc(wide_bytes(m, k));
+    if (!xq || !xd || (qtype == Q4_1 && !xs) || !wide) {
         free(xq), free(xd), free(xs), free(wide);
         return -1;
     }
