@@ -400,16 +400,16 @@ static void block_mm_team(int qtype, const uint8_t *w, int64_t n, int64_t k, con
                           int8_t *xq, float *xd, float *xs, int8_t *wide) {
     if (qtype != Q4_1) xs = NULL;
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; r++) quantize_q8(x + r * k, k, xq + r * k, xd + r, xs ? xs + r : NULL, m);
-#ifdef WIDE_TILES
-    const int64_t m8 = m / 8 * 8;
-#pragma omp for schedule(static)  // after the loop above: a row's d is written by that loop's thread
-    for (int64_t r = 0; r < m; r++)
+    for (int64_t r = 0; r < m; r++) {
+        quantize_q8(x + r * k, k, xq + r * k, xd + r, xs ? xs + r : NULL, m);
+#ifdef WIDE_TILES  // the row's tile form (or offset sums) from what this iteration just wrote
+        const int64_t m8 = m / 8 * 8;
         if (r < m8)
             tile_row(qtype, xq, xd, r, m, k, wide);
         else if (qtype != Q4_1)
             offset_sums(qtype, xq + r * k, k / 32, rest_sums(wide, m8, k) + (r - m8) * (k / 32) * 8);
 #endif
+    }
     switch (qtype) {  // one loop specialized per block type
         case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, wide, m, y); break;
         case Q4_1: mm_rows(Q4_1, w, n, k, xq, xd, xs, wide, m, y); break;
