@@ -399,6 +399,26 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
 static void block_mm_team(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y,
                           int8_t *xq, float *xd, float *xs, int8_t *wide) {
     if (qtype != Q4_1) xs = NULL;
+#ifdef WIDE_TILES
+    if (m == 1) {  // a decode's one row: each thread quantizes it into scratch of its own (the
+        // scratch holds a row per thread), so the dot products start without waiting at a barrier
+        const int64_t nb = k / 32, tid = omp_get_thread_num(), row_bytes = nb * BLOCK_BYTES[qtype];
+        int8_t *q = xq + tid * k;
+        float *d = xd + tid * nb, *s = xs ? xs + tid * nb : NULL;
+        int32_t *sums = (int32_t *)wide + tid * nb * 8;
+        quantize_q8(x, k, q, d, s, 1);
+        if (qtype != Q4_1) offset_sums(qtype, q, nb, sums);
+        const int64_t n2 = n / 2 * 2, pairs = n2 / 2, nth = omp_get_num_threads();
+        rest_block(qtype, w, row_bytes, q, sums, d, s, 1, 0, k, y, n, 2 * (pairs * tid / nth),
+                   2 * (pairs * (tid + 1) / nth));
+        if (n2 < n) {
+#pragma omp single nowait
+            dot_rows(qtype, 1, w + n2 * row_bytes, q, d, s, 1, nb, k, y + n2, n);
+        }
+#pragma omp barrier
+        return;
+    }
+#endif
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < m; r++) {
         quantize_q8(x + r * k, k, xq + r * k, xd + r, xs ? xs + r : NULL, m);
@@ -423,13 +443,16 @@ static inline size_t wide_bytes(int64_t m, int64_t k) { return (size_t)(m * k * 
 
 // y (m, n) = x (m, k) times the n rows of w (raw blocks, n x k/32 blocks). Returns 0, or -1 on
 // a bad argument.
+// scratch rows for m activation rows: a row per thread at least (block_mm_team's one-row case)
+static inline int64_t scratch_rows(int64_t m) { return m > omp_get_max_threads() ? m : omp_get_max_threads(); }
+
 int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y) {
     if (qtype < 0 || qtype > 3 || k % 32) return -1;
-    const int64_t nb = k / 32;
-    int8_t *xq = malloc((size_t)(m * k));
-    float *xd = malloc(sizeof(float) * (size_t)(m * nb));
-    float *xs = qtype == Q4_1 ? malloc(sizeof(float) * (size_t)(m * nb)) : NULL;
-    int8_t *wide = malloc(wide_bytes(m, k));
+    const int64_t nb = k / 32, rows = scratch_rows(m);
+    int8_t *xq = malloc((size_t)(rows * k));
+    float *xd = malloc(sizeof(float) * (size_t)(rows * nb));
+    float *xs = qtype == Q4_1 ? malloc(sizeof(float) * (size_t)(rows * nb)) : NULL;
+    int8_t *wide = malloc(wide_bytes(rows, k));
     if (!xq || !xd || (qtype == Q4_1 && !xs) || !wide) {
         free(xq), free(xd), free(xs), free(wide);
         return -1;
@@ -924,6 +947,27 @@ static void kquant_team(int qtype, const uint8_t *codes, const void *scales, con
     const int mat4 = mode && qtype == 4;
     // kernel of the 8-row tiles: 4 = Q4_K gemv, 5 = Q4_K gemm, 6 = Q6_K tiled, 7 = Q6_K vec_dot
     const int kind = qtype == 4 ? (mode ? 5 : 4) : mode ? 6 : 7;
+    if (m == 1) {  // a decode's one row: quantized by each thread into scratch of its own (a row per
+        // thread), so the dot products start without waiting at a barrier
+        const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        int8_t *q = q8 + tid * k;
+        float *dr = dy + tid * nb;
+        int32_t *br = bs + tid * nb * 16;
+        quantize_q8_k(x, k, q, 256, dr, br, mat4);
+        for (int64_t j = n * tid / nth; j < n * (tid + 1) / nth; j++) {
+            const uint8_t *cj = codes + j * k;
+            if (qtype == 6) {
+                const int8_t *sj = (const int8_t *)scales + j * nb * 16;
+                y[j] = mode ? dot_q6_k_tiled(cj, sj, d + j * nb, q, dr, br, nb) : dot_q6_k(cj, sj, d + j * nb, q, dr, br, nb);
+            } else {
+                const uint8_t *sj = (const uint8_t *)scales + j * nb * 8, *mj = mins + j * nb * 8;
+                y[j] = mode ? dot_q4_k_gemm(cj, sj, mj, d + j * nb, dmin + j * nb, q, dr, br, nb)
+                            : dot_q4_k_gemv(cj, sj, mj, d + j * nb, dmin + j * nb, q, dr, br, nb);
+            }
+        }
+#pragma omp barrier
+        return;
+    }
     const int64_t tiled = m / 8 * 8;
     const int transposed = tiled && kind != 7;  // only kq_rows8 reads dyt and bst
 #pragma omp for schedule(static)
@@ -967,10 +1011,10 @@ static void kquant_team(int qtype, const uint8_t *codes, const void *scales, con
 int ggml_kquant_mm_mode(int qtype, const uint8_t *codes, const void *scales, const uint8_t *mins, const float *d,
                         const float *dmin, int64_t n, int64_t k, const float *x, int64_t m, float *y, int mode) {
     if ((qtype != 4 && qtype != 6) || k % 256 || (mode && qtype == 4 && m % 4)) return -1;
-    const int64_t nb = k / 256;
-    int8_t *q8 = malloc((size_t)(m * k));
-    float *dy = malloc(sizeof(float) * (size_t)(m * nb));
-    int32_t *bs = malloc(sizeof(int32_t) * (size_t)(m * nb * 16));
+    const int64_t nb = k / 256, rows = scratch_rows(m);
+    int8_t *q8 = malloc((size_t)(rows * k));
+    float *dy = malloc(sizeof(float) * (size_t)(rows * nb));
+    int32_t *bs = malloc(sizeof(int32_t) * (size_t)(rows * nb * 16));
     float *dyt = malloc(sizeof(float) * (size_t)(m * nb));
     int32_t *bst = malloc(sizeof(int32_t) * (size_t)(m * nb * 16));
     if (!q8 || !dy || !bs || !dyt || !bst) {
@@ -1089,12 +1133,13 @@ int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const
     float *act = malloc(sizeof(float) * (size_t)(n * inter));
     float *out = malloc(sizeof(float) * (size_t)(n * hid));
     float *tmp = malloc(sizeof(float) * (size_t)(n * widest));  // one part of an unfused projection
+    const int64_t srows = scratch_rows(n);
     StackScratch t = {
-        malloc((size_t)(n * kmax)), malloc(sizeof(float) * (size_t)(n * kmax / 32)),
-        malloc(sizeof(float) * (size_t)(n * kmax / 32)), malloc(wide_bytes(n, kmax)),
-        malloc((size_t)(n * kmax)),
-        malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)), malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)),
-        malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)), malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)),
+        malloc((size_t)(srows * kmax)), malloc(sizeof(float) * (size_t)(srows * kmax / 32)),
+        malloc(sizeof(float) * (size_t)(srows * kmax / 32)), malloc(wide_bytes(srows, kmax)),
+        malloc((size_t)(srows * kmax)),
+        malloc(sizeof(float) * (size_t)(srows * kmax / 256 + 1)), malloc(sizeof(float) * (size_t)(n * kmax / 256 + 1)),
+        malloc(sizeof(int32_t) * (size_t)(srows * kmax / 16 + 16)), malloc(sizeof(int32_t) * (size_t)(n * kmax / 16 + 16)),
     };
     const int rc = !h || !qkv || !q || !att || !gu || !act || !out || !tmp || !t.xq || !t.xd || !t.xs || !t.wide || !t.q8 ||
                            !t.dy || !t.dyt || !t.bs || !t.bst
