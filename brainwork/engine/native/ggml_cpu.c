@@ -28,6 +28,13 @@ static inline float hsum_float_8(__m256 x) {  // (hi + lo), then pairs: ggml's o
     return _mm_cvtss_f32(r);
 }
 
+static inline int32_t hsum_i32_8(__m256i v) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return _mm_cvtsi128_si32(t);
+}
+
 // 8 int32 lanes, lane l = sum of the 4 products at bytes 4l..4l+3, as float. With VNNI one
 // instruction gives the same lanes (ggml's mul_sum_us8_pairs_float does the same): the pair sums
 // of maddubs never saturate here (|a| <= 128, |y| <= 127), so both are the exact sums.
@@ -58,15 +65,34 @@ static void quantize_q8(const float *x, int64_t k, int8_t *codes, float *d16, fl
     for (int64_t b = 0; b < k / 32; b++) {
         const float *v = x + 32 * b;
         float amax = 0.0f;
+        int sum = 0;
+#if defined(__AVX512VL__)  // as ggml's AVX2 loop: max of |v| by lanes, codes by round-to-nearest-even
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        __m256 vs[4], mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) vs[i] = _mm256_loadu_ps(v + 8 * i), mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, vs[i]));
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(mx, 1), _mm256_castps256_ps128(mx));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m256i total = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            const __m256 r = _mm256_round_ps(_mm256_mul_ps(vs[i], _mm256_set1_ps(id)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m256i c = _mm256_cvtps_epi32(r);
+            _mm_storel_epi64((__m128i *)(codes + 32 * b + 8 * i), _mm256_cvtepi32_epi8(c));
+            total = _mm256_add_epi32(total, c);
+        }
+        sum = hsum_i32_8(total);
+#else
         for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(v[i]));
         const float d = amax / 127.0f;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        int sum = 0;
         for (int i = 0; i < 32; i++) {
             int c = (int)nearbyintf(v[i] * id);
             codes[32 * b + i] = (int8_t)c;
             sum += c;
         }
+#endif
         d16[b * ds] = f16_to_f32(f32_to_f16(d));
         if (s16) s16[b * ds] = f16_to_f32(f32_to_f16(d * (float)sum));
     }
@@ -702,13 +728,6 @@ static inline __m256i add_madd16(__m256i v, __m256i p16, __m256i scl) {
 static inline __m256i scaled_dot32(const uint8_t *c, const int8_t *y, __m256i scl) {
     const __m256i p16 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)c), _mm256_loadu_si256((const __m256i *)y));
     return _mm256_madd_epi16(p16, scl);
-}
-
-static inline int32_t hsum_i32_8(__m256i v) {
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
-    return _mm_cvtsi128_si32(t);
 }
 
 // Q6_K vec_dot's lane offsets: lane l = 32 * (bsum[2l] s[2l] + bsum[2l+1] s[2l+1]), from 8 + 8
