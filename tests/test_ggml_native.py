@@ -148,18 +148,20 @@ _MIXED = [  # (start, tokens, block table) per chunk, per step
     [(0, 13, [7, 2]), (0, 5, [4])],
     [(13, 1, [7, 2]), (5, 9, [4, 0]), (0, 3, [9])],
     [(14, 1, [7, 2]), (14, 1, [4, 0]), (3, 1, [9])],
+    [(15, 1, [7, 2])],  # one row alone: the stack's one-row path (per-thread copies of the row)
 ]
 
 
 @pytest.mark.parametrize(
     ("name", "stack_steps"),
-    [("smollm2-135m-instruct", 3), ("qwen2.5-coder-0.5b-instruct", 1)],  # Q4_1 blocks; Q5_0/Q8_0 + Q4_K/Q6_K
+    [("smollm2-135m-instruct", 4), ("qwen2.5-coder-0.5b-instruct", 2)],  # Q4_1 blocks; Q5_0/Q8_0 + Q4_K/Q6_K
 )
 def test_native_stack_equals_the_module_path(name: str, stack_steps: int) -> None:
     """All blocks in one C call (`numerics/native_stack.py`) against the module path on the same
     steps: prompt chunks from position 0, a prompt chunk continuing a sequence and a decode in one
-    flat batch, then decodes only, over a shuffled paged cache. SmolLM2 runs every step in the
-    stack; Qwen (K-quant weights: C kernels for one-row chunks only) the decode-only one. Hidden
+    flat batch, then decodes only (three rows, then one), over a shuffled paged cache. SmolLM2 runs
+    every step in the stack; Qwen (K-quant weights: C kernels for one-row chunks only) the
+    decode-only ones. Hidden
     states and both caches: zero differing bits."""
     from brainwork.engine.paged_cache import ChunkMeta, PagedAttention, PagedKVCache
     from brainwork.numerics.rows import chunk_rows

@@ -1128,6 +1128,49 @@ static void stack_mats(const StackMat *mats, int32_t count, const float *x, int6
     }
 }
 
+// One decoding row through every layer. Every thread keeps its own copy of the row's residual
+// stream, normed input, rotated query and activation and runs the row-wise steps (norms, RoPE,
+// SiLU, residual adds) on it itself: the same operations on the same values as the many-row path,
+// but no thread waits for another to finish them. Only the matmul outputs (columns split between
+// the threads), the cache writes and the attention output are shared, with a barrier after each.
+// own: (hidden + hidden + q dims + inter) floats of this thread's scratch.
+static void stack_one_row(float *x, const StackLayer *layers, int64_t n_layers, const StackStep *s, float *qkv,
+                          float *att, float *gu, float *out, float *tmp, const StackScratch *t, float *own) {
+    const int64_t hid = s->hidden, d = s->head_dim, inter = s->inter, hq = s->heads, hkv = s->kv_heads;
+    const int64_t qd = hq * d, kd = hkv * d;
+    float *xr = own, *h = own + hid, *q = own + 2 * hid, *act = own + 2 * hid + qd;
+    memcpy(xr, x, sizeof(float) * (size_t)hid);
+    const float *c = s->cos, *sn = s->sin;
+    for (int64_t l = 0; l < n_layers; l++) {
+        const StackLayer *L = layers + l;
+        rms_norm_row(xr, L->norm1, h, hid, s->eps);
+        stack_mats(L->qkv, L->n_qkv, h, 1, hid, qkv, tmp, t);
+        memcpy(q, qkv, sizeof(float) * (size_t)qd);
+        rope_row(q, c, sn, hq, d);
+#pragma omp single  // k rotated in place, k and v into the float16 cache; its barrier before attention
+        {
+            float *kr = qkv + qd;
+            rope_row(kr, c, sn, hkv, d);
+            uint16_t *kc = L->k_cache + s->slots[0] * kd, *vc = L->v_cache + s->slots[0] * kd;
+            const float *v = kr + kd;
+            for (int64_t i = 0; i < kd; i++) kc[i] = f32_to_f16(kr[i]), vc[i] = f32_to_f16(v[i]);
+        }
+        attn_team(q, att, L->k_cache, L->v_cache, s->row_seq, s->row_pos, s->tables, s->table_width, 1, hq, hkv, d,
+                  s->block_size, s->scale, L->window, s->order);
+        stack_mat(&L->o, att, 1, qd, out, t);
+        for (int64_t i = 0; i < hid; i++) xr[i] = xr[i] + out[i];
+        rms_norm_row(xr, L->norm2, h, hid, s->eps);
+        stack_mats(L->gate_up, L->n_gate_up, h, 1, hid, gu, tmp, t);
+        silu_row(gu, act, inter);
+        for (int64_t i = 0; i < inter; i++) act[i] = act[i] * gu[inter + i];
+        stack_mat(&L->down, act, 1, inter, out, t);
+        for (int64_t i = 0; i < hid; i++) xr[i] = xr[i] + out[i];
+    }  // no barrier here: the next writer of `out` (o) and of `gu` (gate/up) comes after the
+       // next layer's q/k/v matmul, whose closing barrier every thread passes first
+#pragma omp single nowait
+    memcpy(x, xr, sizeof(float) * (size_t)hid);
+}
+
 // x (rows, hidden) float32, updated in place through `n_layers` blocks, all in one thread team.
 // Returns 0, -1 on a bad argument (checked before any work), -2 when out of memory.
 int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const StackStep *s) {
@@ -1164,7 +1207,12 @@ int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const
                            !t.dy || !t.dyt || !t.bs || !t.bst
                        ? -2
                        : 0;
-    if (!rc) {
+    float *own = n == 1 ? malloc(sizeof(float) * (size_t)(omp_get_max_threads() * (2 * hid + qd + inter))) : NULL;
+    if (!rc && n == 1 && own) {
+#pragma omp parallel
+        stack_one_row(x, layers, n_layers, s, qkv, att, gu, out, tmp, &t,
+                      own + omp_get_thread_num() * (2 * hid + qd + inter));
+    } else if (!rc) {
 #pragma omp parallel
         for (int64_t l = 0; l < n_layers; l++) {
             const StackLayer *L = layers + l;
@@ -1204,7 +1252,7 @@ int ggml_llama_stack(float *x, const StackLayer *layers, int64_t n_layers, const
                 for (int64_t i = 0; i < hid; i++) x[r * hid + i] = x[r * hid + i] + out[r * hid + i];
         }
     }
-    free(h), free(qkv), free(q), free(att), free(gu), free(act), free(out), free(tmp);
+    free(h), free(qkv), free(q), free(att), free(gu), free(act), free(out), free(tmp), free(own);
     free(t.xq), free(t.xd), free(t.xs), free(t.wide), free(t.q8), free(t.dy), free(t.dyt), free(t.bs), free(t.bst);
     return rc;
 }
