@@ -212,13 +212,14 @@ static inline float *tile_scales(int8_t *wide, int64_t m8, int64_t k, int64_t g,
     return (float *)(wide + 2 * m8 * k) + g * nb * 8;
 }
 
-// sums (k/32, 8) int32 of one row's codes xq: -OFFSET * each lane's 4-value sum
-static inline void offset_sums(int qtype, const int8_t *xq, int64_t nb, int32_t *sums) {
+// the 8 sums of one row's block b, -OFFSET * each lane's 4-value sum of the codes xq, at
+// sums + stride * b (8: row-major; 64: an 8-row tile's order)
+static inline void offset_sums(int qtype, const int8_t *xq, int64_t nb, int32_t *sums, int64_t stride) {
     const __m256i neg = _mm256_set1_epi32(-OFFSET[qtype]);
     for (int64_t b = 0; b < nb; b++) {
         const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
         const __m256i s4 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), qy);
-        _mm256_storeu_si256((__m256i *)(sums + 8 * b), _mm256_mullo_epi32(s4, neg));
+        _mm256_storeu_si256((__m256i *)(sums + stride * b), _mm256_mullo_epi32(s4, neg));
     }
 }
 
@@ -227,16 +228,12 @@ static inline void tile_row(int qtype, const int8_t *xq, const float *xd, int64_
                             int8_t *wide) {
     const int64_t nb = k / 32, m8 = m / 8 * 8, g = r / 8, i = r % 8;
     int8_t *codes = tile_codes(wide, g, nb) + 32 * i;
-    int32_t *sums = tile_sums(wide, m8, k, g, nb) + 8 * i;
     float *scales = tile_scales(wide, m8, k, g, nb) + i;
-    const __m256i neg = _mm256_set1_epi32(-OFFSET[qtype]);
     for (int64_t b = 0; b < nb; b++) {
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + r * k + 32 * b));
-        _mm256_storeu_si256((__m256i *)(codes + 256 * b), qy);
-        const __m256i s4 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), qy);
-        _mm256_storeu_si256((__m256i *)(sums + 64 * b), _mm256_mullo_epi32(s4, neg));
+        memcpy(codes + 256 * b, xq + r * k + 32 * b, 32);
         scales[8 * b] = xd[b * m + r];
     }
+    if (qtype != Q4_1) offset_sums(qtype, xq + r * k, nb, tile_sums(wide, m8, k, g, nb) + 8 * i, 64);
 }
 
 // rows 8g..8g+7 against weight rows j, j+1 (w: row j's blocks, the next row row_bytes on); every
@@ -425,36 +422,26 @@ static inline __attribute__((always_inline)) void mm_rows(int qtype, const uint8
 static void block_mm_team(int qtype, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t m, float *y,
                           int8_t *xq, float *xd, float *xs, int8_t *wide) {
     if (qtype != Q4_1) xs = NULL;
-#ifdef WIDE_TILES
     if (m == 1) {  // a decode's one row: each thread quantizes it into scratch of its own (the
-        // scratch holds a row per thread), so the dot products start without waiting at a barrier
-        const int64_t nb = k / 32, tid = omp_get_thread_num(), row_bytes = nb * BLOCK_BYTES[qtype];
-        int8_t *q = xq + tid * k;
-        float *d = xd + tid * nb, *s = xs ? xs + tid * nb : NULL;
-        int32_t *sums = (int32_t *)wide + tid * nb * 8;
-        quantize_q8(x, k, q, d, s, 1);
-        if (qtype != Q4_1) offset_sums(qtype, q, nb, sums);
-        const int64_t n2 = n / 2 * 2, pairs = n2 / 2, nth = omp_get_num_threads();
-        rest_block(qtype, w, row_bytes, q, sums, d, s, 1, 0, k, y, n, 2 * (pairs * tid / nth),
-                   2 * (pairs * (tid + 1) / nth));
-        if (n2 < n) {
-#pragma omp single nowait
-            dot_rows(qtype, 1, w + n2 * row_bytes, q, d, s, 1, nb, k, y + n2, n);
-        }
-#pragma omp barrier
-        return;
-    }
+        // scratch holds a row per thread), so its dot products start without waiting at a barrier
+        const int64_t tid = omp_get_thread_num();
+        xq += tid * k, xd += tid * (k / 32), xs = xs ? xs + tid * (k / 32) : NULL, wide += tid * k;
+        quantize_q8(x, k, xq, xd, xs, 1);
+#ifdef WIDE_TILES
+        if (qtype != Q4_1) offset_sums(qtype, xq, k / 32, rest_sums(wide, 0, k), 8);
 #endif
+    } else {
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; r++) {
-        quantize_q8(x + r * k, k, xq + r * k, xd + r, xs ? xs + r : NULL, m);
+        for (int64_t r = 0; r < m; r++) {
+            quantize_q8(x + r * k, k, xq + r * k, xd + r, xs ? xs + r : NULL, m);
 #ifdef WIDE_TILES  // the row's tile form (or offset sums) from what this iteration just wrote
-        const int64_t m8 = m / 8 * 8;
-        if (r < m8)
-            tile_row(qtype, xq, xd, r, m, k, wide);
-        else if (qtype != Q4_1)
-            offset_sums(qtype, xq + r * k, k / 32, rest_sums(wide, m8, k) + (r - m8) * (k / 32) * 8);
+            const int64_t m8 = m / 8 * 8;
+            if (r < m8)
+                tile_row(qtype, xq, xd, r, m, k, wide);
+            else if (qtype != Q4_1)
+                offset_sums(qtype, xq + r * k, k / 32, rest_sums(wide, m8, k) + (r - m8) * (k / 32) * 8, 8);
 #endif
+        }
     }
     switch (qtype) {  // one loop specialized per block type
         case Q4_0: mm_rows(Q4_0, w, n, k, xq, xd, xs, wide, m, y); break;
@@ -966,38 +953,24 @@ static void kquant_team(int qtype, const uint8_t *codes, const void *scales, con
     const int mat4 = mode && qtype == 4;
     // kernel of the 8-row tiles: 4 = Q4_K gemv, 5 = Q4_K gemm, 6 = Q6_K tiled, 7 = Q6_K vec_dot
     const int kind = qtype == 4 ? (mode ? 5 : 4) : mode ? 6 : 7;
-    if (m == 1) {  // a decode's one row: quantized by each thread into scratch of its own (a row per
-        // thread), so the dot products start without waiting at a barrier
-        const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        int8_t *q = q8 + tid * k;
-        float *dr = dy + tid * nb;
-        int32_t *br = bs + tid * nb * 16;
-        quantize_q8_k(x, k, q, 256, dr, br, mat4);
-        for (int64_t j = n * tid / nth; j < n * (tid + 1) / nth; j++) {
-            const uint8_t *cj = codes + j * k;
-            if (qtype == 6) {
-                const int8_t *sj = (const int8_t *)scales + j * nb * 16;
-                y[j] = mode ? dot_q6_k_tiled(cj, sj, d + j * nb, q, dr, br, nb) : dot_q6_k(cj, sj, d + j * nb, q, dr, br, nb);
-            } else {
-                const uint8_t *sj = (const uint8_t *)scales + j * nb * 8, *mj = mins + j * nb * 8;
-                y[j] = mode ? dot_q4_k_gemm(cj, sj, mj, d + j * nb, dmin + j * nb, q, dr, br, nb)
-                            : dot_q4_k_gemv(cj, sj, mj, d + j * nb, dmin + j * nb, q, dr, br, nb);
-            }
-        }
-#pragma omp barrier
-        return;
-    }
     const int64_t tiled = m / 8 * 8;
     const int transposed = tiled && kind != 7;  // only kq_rows8 reads dyt and bst
+    if (m == 1) {  // a decode's one row: each thread quantizes it into scratch of its own (a row per
+        // thread), so the dot products below start without waiting at a barrier
+        const int64_t tid = omp_get_thread_num();
+        q8 += tid * k, dy += tid * nb, bs += tid * nb * 16;
+        quantize_q8_k(x, k, q8, 256, dy, bs, mat4);
+    } else {
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; r++) {
-        const int tile = transposed && r < tiled;
-        const int64_t g = r / 8, i = r % 8;
-        quantize_q8_k(x + r * k, k, tile ? q8 + g * 8 * k + 256 * i : q8 + r * k, tile ? 2048 : 256, dy + r * nb,
-                      bs + r * nb * 16, mat4);
-        if (!tile) continue;
-        for (int64_t b = 0; b < nb; b++) dyt[(g * nb + b) * 8 + i] = dy[r * nb + b];
-        for (int64_t j = 0; j < nb * 16; j++) bst[(g * nb * 16 + j) * 8 + i] = bs[r * nb * 16 + j];
+        for (int64_t r = 0; r < m; r++) {
+            const int tile = transposed && r < tiled;
+            const int64_t g = r / 8, i = r % 8;
+            quantize_q8_k(x + r * k, k, tile ? q8 + g * 8 * k + 256 * i : q8 + r * k, tile ? 2048 : 256, dy + r * nb,
+                          bs + r * nb * 16, mat4);
+            if (!tile) continue;
+            for (int64_t b = 0; b < nb; b++) dyt[(g * nb + b) * 8 + i] = dy[r * nb + b];
+            for (int64_t j = 0; j < nb * 16; j++) bst[(g * nb * 16 + j) * 8 + i] = bs[r * nb * 16 + j];
+        }
     }
     const Rows8 R = {q8, dyt, dy, bst, bs, m, k};
     // rows in blocks of 16 (their Q8_K codes stay in L1/L2 while every weight row passes); each
