@@ -341,6 +341,58 @@ static inline __attribute__((always_inline)) void rows_x2(int qtype, int mr, con
     }
 }
 
+// One weight block's codes as unsigned bytes, as weight_u8's, in fewer operations (one row has no
+// other rows to share a block's decoding with): the 16 nibble bytes loaded into both halves at
+// once, then one GFNI bit-matrix op (a masked shift and an and without GFNI).
+static inline __attribute__((always_inline)) __m256i codes_u8(int qtype, const uint8_t *w) {
+    if (qtype == Q8_0)
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_set1_epi8((char)0x80));
+    static const int at[] = {2, 4, 6};  // where the nibbles start: after d (, m or qh)
+    const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + at[qtype])));
+#ifdef __GFNI__  // one bit-matrix op per byte: the low nibble in the lower half, the high one in the upper
+    const __m256i nib = _mm256_gf2p8affine_epi64_epi8(
+        raw, _mm256_set_epi64x(0x1020408000000000, 0x1020408000000000, 0x0102040800000000, 0x0102040800000000), 0);
+#else
+    const __m256i nib = _mm256_and_si256(_mm256_mask_srli_epi16(raw, 0xFF00, raw, 4), _mm256_set1_epi8(0x0F));
+#endif
+    if (qtype != Q5_0) return nib;
+    uint32_t qh;
+    memcpy(&qh, w + 2, 4);
+    return _mm256_mask_add_epi8(nib, (__mmask32)qh, nib, _mm256_set1_epi8(16));
+}
+
+// One activation row (xq, its block scales xd[b * m], xs[b * m]) against `nw` (<= 4) weight rows
+// w[t], outputs y[t]: rows_x2's steps with each block's scale products from one 4-lane multiply.
+// The weight's fp16 d (and Q4_1 m, next to it) convert together; [d, m] * [d_x, s_x] gives d*d_x
+// (broadcast for the fma) and m*s_x, exact products both, and lane 1 of a running 4-lane sum is
+// summs' fma(m, s_x, summs). Four rows at once: each row's fma chain waits on its last result,
+// and with k = 576 (18 blocks) a row is too short for the next one's chain to overlap it.
+static inline __attribute__((always_inline)) void row1_xn(int qtype, int nw, const uint8_t *const *w,
+                                                          const int8_t *xq, const int32_t *sums, const float *xd,
+                                                          const float *xs, int64_t m, int64_t nb, float *const *y) {
+    __m256 acc[4];
+    __m128 sm[4];
+    for (int t = 0; t < nw; t++) acc[t] = _mm256_setzero_ps(), sm[t] = _mm_setzero_ps();
+    const int bytes = BLOCK_BYTES[qtype];
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+        const __m256i c = qtype == Q4_1 ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(sums + 8 * b));
+        __m128 sx = _mm_load_ss(xd + b * m);
+        if (qtype == Q4_1) sx = _mm_insert_ps(sx, _mm_load_ss(xs + b * m), 0x10);  // [d_x, s_x, 0, 0]
+        for (int t = 0; t < nw; t++) {
+            const uint8_t *wb = w[t] + b * bytes;
+            int32_t dm;  // d, and m for Q4_1 (else the first code bytes: lane 1 is unused then)
+            memcpy(&dm, wb, 4);
+            const __m128 p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dm)), sx);
+            if (qtype == Q4_1) sm[t] = _mm_add_ps(sm[t], p);
+            const __m256 q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(c, codes_u8(qtype, wb), qy));
+            acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), q, acc[t]);
+        }
+    }
+    for (int t = 0; t < nw; t++)
+        *y[t] = qtype == Q4_1 ? hsum_float_8(acc[t]) + _mm_cvtss_f32(_mm_movehdup_ps(sm[t])) : hsum_float_8(acc[t]);
+}
+
 // weight rows j0..j1 (an even count) against rows m8..m (fewer than 8), up to 4 at a time; row j
 // of the first half goes with row j + half
 static __attribute__((noinline)) void rest_block(int qtype, const uint8_t *w, int64_t row_bytes, const int8_t *xq,
@@ -358,12 +410,34 @@ static __attribute__((noinline)) void rest_block(int qtype, const uint8_t *w, in
                 case 3: ROWS(Q, 3); break;                                                                      \
                 default: ROWS(Q, 4); break;                                                                     \
             }
-    switch (qtype) {
-        case Q4_0: REST(Q4_0) break;
-        case Q4_1: REST(Q4_1) break;
-        case Q5_0: REST(Q5_0) break;
-        default: REST(Q8_0) break;
+#define ONE(Q)                                                                                                  \
+    for (int64_t j = j0; j < j0 + q4; j++) {                                                                    \
+        const uint8_t *ws[4] = {w + j * row_bytes, w + (j + q4) * row_bytes, w + (j + 2 * q4) * row_bytes,      \
+                                w + (j + 3 * q4) * row_bytes};                                                  \
+        float *ys[4] = {y + m8 * n + j, y + m8 * n + j + q4, y + m8 * n + j + 2 * q4, y + m8 * n + j + 3 * q4}; \
+        row1_xn(Q, 4, ws, xq + m8 * k, sums, xd + m8, xs ? xs + m8 : NULL, m, nb, ys);                          \
+    }                                                                                                           \
+    for (int64_t j = j0 + 4 * q4; j < j1; j++) {                                                                \
+        const uint8_t *ws[1] = {w + j * row_bytes};                                                             \
+        float *ys[1] = {y + m8 * n + j};                                                                        \
+        row1_xn(Q, 1, ws, xq + m8 * k, sums, xd + m8, xs ? xs + m8 : NULL, m, nb, ys);                          \
     }
+    // one row (decode): four weight rows at a time, from the four quarters of the range (four
+    // streams far apart, as rows_x2's two halves)
+    const int64_t q4 = (j1 - j0) / 4;
+    if (m - m8 == 1) switch (qtype) {
+            case Q4_0: ONE(Q4_0) break;
+            case Q4_1: ONE(Q4_1) break;
+            case Q5_0: ONE(Q5_0) break;
+            default: ONE(Q8_0) break;
+        }
+    else switch (qtype) {
+            case Q4_0: REST(Q4_0) break;
+            case Q4_1: REST(Q4_1) break;
+            case Q5_0: REST(Q5_0) break;
+            default: REST(Q8_0) break;
+        }
+#undef ONE
 #undef REST
 #undef ROWS
 }
