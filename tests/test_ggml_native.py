@@ -52,13 +52,16 @@ def test_block_matmul_matches_ggml(qtype: str, source: str | None, rows: int) ->
 
 @pytest.mark.parametrize("window", [None, 5])
 @pytest.mark.parametrize("dot", ["random", "llama"])
-def test_paged_attention_matches_torch_emulation(window: int | None, dot: str) -> None:
+@pytest.mark.parametrize(("hq", "decodes_only"), [(6, False), (10, False), (10, True)])
+def test_paged_attention_matches_torch_emulation(window: int | None, dot: str, hq: int, decodes_only: bool) -> None:
     """Three sequences in a shuffled paged cache: a 7-row prompt chunk and two decodes, grouped
     query heads, against `ggml_attention` (itself checked against ggml's flash attention). The
     q.k summation order: a random one (gathered per key), and `llama` files' interleave of the
-    two rotary halves (unpacked in registers by its own C path)."""
+    two rotary halves (unpacked in registers by its own C path). Heads sharing a KV head go
+    through the keys together, up to 4 at once: groups of 3 and of 5 (cut into 4 + 1); the
+    two decode rows alone take the few-rows split of the heads between threads."""
     g = torch.Generator().manual_seed(0)
-    hq, hkv, d, bs = 6, 2, 64, 4
+    hkv, d, bs = 2, 64, 4
     lengths = [11, 23, 6]
     blocks = sum(-(-n // bs) for n in lengths)
     order = torch.randperm(blocks, generator=g)
@@ -71,6 +74,7 @@ def test_paged_attention_matches_torch_emulation(window: int | None, dot: str) -
         used += nb
     table = torch.tensor(tables, dtype=torch.long)
     rows = [(0, p) for p in range(4, 11)] + [(1, 22), (2, 5)]  # (sequence, position)
+    rows = rows[-2:] if decodes_only else rows
     q = torch.randn(len(rows), hq, d, generator=g)
     dot_order = torch.randperm(d, generator=g)
     if dot == "llama":

@@ -550,35 +550,6 @@ int ggml_block_mm(int qtype, const uint8_t *w, int64_t n, int64_t k, const float
     return 0;
 }
 
-// ggml_vec_dot_f16 (AVX2): 4 accumulators of 8 lanes over steps of 32, then a fixed tree.
-// `interleaved`: `a` is stored in rotate-half order and read in ggml's order for `llama` files
-// (slot j holds element j/2 + (j%2) d/2): a chunk's 8 slots are 4 elements of each half, unpacked
-// in registers instead of gathered one by one. Same products, same order.
-static inline __attribute__((always_inline)) float dot_f16(const uint16_t *a, const uint16_t *b, int64_t d,
-                                                           int interleaved) {
-    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t i = 0; i < d; i += 32)
-        for (int j = 0; j < 4; j++) {
-            __m128i ka;
-            if (interleaved) {
-                const int64_t c = (i + 8 * j) / 2;  // first element of this chunk in each half
-                ka = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)(a + c)),
-                                        _mm_loadl_epi64((const __m128i *)(a + d / 2 + c)));
-            } else {
-                ka = _mm_loadu_si128((const __m128i *)(a + i + 8 * j));
-            }
-            __m256 x = _mm256_cvtph_ps(ka);
-            __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8 * j)));
-            s[j] = _mm256_fmadd_ps(x, y, s[j]);
-        }
-    s[0] = _mm256_add_ps(s[0], s[2]);
-    s[1] = _mm256_add_ps(s[1], s[3]);
-    s[0] = _mm256_add_ps(s[0], s[1]);
-    __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s[0]), _mm256_extractf128_ps(s[0], 1));
-    __m128 t1 = _mm_hadd_ps(t0, t0);
-    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-}
-
 static int is_interleave(const int64_t *order, int64_t d) {
     if (!order) return 0;
     for (int64_t j = 0; j < d; j++)
@@ -592,55 +563,117 @@ static int is_interleave(const int64_t *order, int64_t d) {
 //   q, out (rows, hq, d) float32; k_cache, v_cache (blocks, bs, hkv, d) float16;
 //   row_seq (rows) index into tables (seqs, nb); row_pos (rows) the query's position;
 //   window 0 = none; order (d) the q.k summation order (NULL = natural).
+// attn_heads does `nh` (<= MAX_RUN) heads of one row that share a KV head in one pass over the
+// keys: each key and value is converted from float16 once for all of them, and their chains of
+// dependent steps (dot, max, exp, accumulator update) interleave. Each head's steps are the ones
+// ggml does for it alone (the query's float16 values are converted to float once here, where
+// ggml converts them at every key: the same floats).
+enum { MAX_RUN = 4 };
+
+static void attn_heads(const float *q, float *out, const uint16_t *k_cache, const uint16_t *v_cache,
+                       const int64_t *table, int64_t pos, int64_t h0, int nh, int64_t hkv, int64_t kvh, int64_t d,
+                       int64_t bs, float scale, int64_t window, const int64_t *order, int interleaved) {
+    float qf[MAX_RUN][512];
+    uint16_t k16[512], acc[MAX_RUN][512];
+    float M[MAX_RUN], S[MAX_RUN];
+    for (int h = 0; h < nh; h++) {
+        const float *qr = q + (h0 + h) * d;
+        for (int64_t i = 0; i < d; i++) qf[h][i] = f16_to_f32(f32_to_f16(qr[order ? order[i] : i]));
+        memset(acc[h], 0, sizeof(uint16_t) * (size_t)d);  // +0.0 in float16
+        M[h] = -INFINITY, S[h] = 0.0f;
+    }
+    const int64_t first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+    for (int64_t p = first; p <= pos; p++) {
+        const int64_t cell = (table[p / bs] * bs + p % bs) * hkv + kvh;
+        const uint16_t *kp = k_cache + cell * d, *vp = v_cache + cell * d;
+        if (order && !interleaved) {
+            for (int64_t i = 0; i < d; i++) k16[i] = kp[order[i]];
+            kp = k16;
+        }
+        // ggml_vec_dot_f16 (AVX2) for every head: 4 accumulators of 8 lanes over steps of 32, then
+        // a fixed tree. `interleaved`: k is stored in rotate-half order and read in ggml's order for
+        // `llama` files (slot j holds element j/2 + (j%2) d/2): a chunk's 8 slots are 4 elements of
+        // each half, unpacked in registers instead of gathered one by one. Same products, same order.
+        __m256 sv[MAX_RUN][4];
+        for (int h = 0; h < nh; h++)
+            for (int j = 0; j < 4; j++) sv[h][j] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < d; i += 32)
+            for (int j = 0; j < 4; j++) {
+                __m128i ka;
+                if (interleaved) {
+                    const int64_t c = (i + 8 * j) / 2;  // first element of this chunk in each half
+                    ka = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)(kp + c)),
+                                            _mm_loadl_epi64((const __m128i *)(kp + d / 2 + c)));
+                } else {
+                    ka = _mm_loadu_si128((const __m128i *)(kp + i + 8 * j));
+                }
+                const __m256 x = _mm256_cvtph_ps(ka);
+                for (int h = 0; h < nh; h++) sv[h][j] = _mm256_fmadd_ps(x, _mm256_loadu_ps(qf[h] + i + 8 * j), sv[h][j]);
+            }
+        float ms[MAX_RUN], vs[MAX_RUN];
+        for (int h = 0; h < nh; h++) {
+            __m256 t = _mm256_add_ps(_mm256_add_ps(sv[h][0], sv[h][2]), _mm256_add_ps(sv[h][1], sv[h][3]));
+            __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+            __m128 t1 = _mm_hadd_ps(t0, t0);
+            const float s = _mm_cvtss_f32(_mm_hadd_ps(t1, t1)) * scale;
+            ms[h] = 1.0f, vs[h] = 1.0f;
+            if (s > M[h]) {
+                const float old = M[h];
+                M[h] = s;
+                ms[h] = expf(old - s);
+                const __m256 vms = _mm256_set1_ps(ms[h]);
+                for (int64_t i = 0; i < d; i += 8) {
+                    __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc[h] + i)));
+                    _mm_storeu_si128((__m128i *)(acc[h] + i), _mm256_cvtps_ph(_mm256_mul_ps(a, vms), 0));
+                }
+            } else {
+                vs[h] = expf(s - M[h]);
+            }
+        }
+        for (int64_t i = 0; i < d; i += 8) {
+            const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i)));
+            for (int h = 0; h < nh; h++) {
+                __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc[h] + i)));
+                _mm_storeu_si128((__m128i *)(acc[h] + i), _mm256_cvtps_ph(_mm256_fmadd_ps(v, _mm256_set1_ps(vs[h]), a), 0));
+            }
+        }
+        for (int h = 0; h < nh; h++) S[h] = S[h] * ms[h] + vs[h];
+    }
+    for (int h = 0; h < nh; h++) {
+        const float inv = S[h] == 0.0f ? 0.0f : 1.0f / S[h];
+        float *o = out + (h0 + h) * d;
+        for (int64_t i = 0; i < d; i++) o[i] = f16_to_f32(acc[h][i]) * inv;
+    }
+}
+
+// Every thread of the team: many rows (prefill) share out (row, KV head) items dynamically, as
+// the later rows of a prompt see more keys; a few rows (decode) give each thread an equal share
+// of the row-heads, cut into runs that share a KV head. A barrier at the end either way.
 static void attn_team(const float *q, float *out, const uint16_t *k_cache, const uint16_t *v_cache,
                       const int64_t *row_seq, const int64_t *row_pos, const int64_t *tables, int64_t nb, int64_t rows,
                       int64_t hq, int64_t hkv, int64_t d, int64_t bs, float scale, int64_t window, const int64_t *order) {
-    const int64_t group = hq / hkv;
+    const int64_t group = hq / hkv, nth = omp_get_num_threads();
     const int interleaved = is_interleave(order, d);
+#define HEADS(R, H, NH)                                                                                            \
+    attn_heads(q + (R) * hq * d, out + (R) * hq * d, k_cache, v_cache, tables + row_seq[R] * nb, row_pos[R], H, NH, \
+               hkv, (H) / group, d, bs, scale, window, order, interleaved)
+    if (rows * hkv >= 4 * nth) {
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t rh = 0; rh < rows * hq; rh++) {
-        const int64_t r = rh / hq, h = rh % hq, kvh = h / group, pos = row_pos[r];
-        const int64_t *table = tables + row_seq[r] * nb;
-        uint16_t q16[512], k16[512], acc[512];
-        const float *qr = q + rh * d;
-        for (int64_t i = 0; i < d; i++) q16[i] = f32_to_f16(qr[order ? order[i] : i]);
-        memset(acc, 0, sizeof(uint16_t) * (size_t)d);  // +0.0 in float16
-        float M = -INFINITY, S = 0.0f;
-        const int64_t first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
-        for (int64_t p = first; p <= pos; p++) {
-            const int64_t cell = (table[p / bs] * bs + p % bs) * hkv + kvh;
-            const uint16_t *kp = k_cache + cell * d, *vp = v_cache + cell * d;
-            const uint16_t *kk = kp;
-            if (order && !interleaved) {
-                for (int64_t i = 0; i < d; i++) k16[i] = kp[order[i]];
-                kk = k16;
-            }
-            const float s = (interleaved ? dot_f16(kk, q16, d, 1) : dot_f16(kk, q16, d, 0)) * scale;
-            float ms = 1.0f, vs = 1.0f;
-            if (s > M) {
-                const float old = M;
-                M = s;
-                ms = expf(old - M);
-                const __m256 vms = _mm256_set1_ps(ms);
-                for (int64_t i = 0; i < d; i += 8) {
-                    __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
-                    _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_mul_ps(a, vms), 0));
-                }
-            } else {
-                vs = expf(s - M);
-            }
-            const __m256 vvs = _mm256_set1_ps(vs);
-            for (int64_t i = 0; i < d; i += 8) {
-                __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
-                __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i)));
-                _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_fmadd_ps(v, vvs, a), 0));
-            }
-            S = S * ms + vs;
+        for (int64_t rg = 0; rg < rows * hkv; rg++)
+            for (int64_t h = (rg % hkv) * group; h < (rg % hkv + 1) * group; h += MAX_RUN)
+                HEADS(rg / hkv, h, (int)((rg % hkv + 1) * group - h < MAX_RUN ? (rg % hkv + 1) * group - h : MAX_RUN));
+    } else {
+        const int64_t tid = omp_get_thread_num(), end = rows * hq * (tid + 1) / nth;
+        for (int64_t a = rows * hq * tid / nth; a < end;) {
+            const int64_t r = a / hq, h = a % hq, stop = r * hq + (h / group + 1) * group;  // this KV head's last + 1
+            int64_t run = (stop < end ? stop : end) - a;
+            run = run < MAX_RUN ? run : MAX_RUN;
+            HEADS(r, h, (int)run);
+            a += run;
         }
-        const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-        float *o = out + rh * d;
-        for (int64_t i = 0; i < d; i++) o[i] = f16_to_f32(acc[i]) * inv;
+#pragma omp barrier
     }
+#undef HEADS
 }
 
 int ggml_attn(const float *q, float *out, const uint16_t *k_cache, const uint16_t *v_cache,
