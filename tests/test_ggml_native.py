@@ -50,6 +50,21 @@ def test_block_matmul_matches_ggml(qtype: str, source: str | None, rows: int) ->
     assert np.array_equal(got, ggml.mul_mat(odd, qtype, x))
 
 
+def test_q8_0_embedding_rows_equal_ggml() -> None:
+    """The token embedding's own Q8_0 path (no gguf row grouping) gives ggml's dequantized rows."""
+    from brainwork.quant.embedding import GGUFEmbedding
+
+    f = GGUFFile(resolve_model("smollm2-135m-instruct", progress=False).path)
+    t = next(t for t in f.tensors if t.name == "token_embd.weight")
+    raw = f.raw_rows(t)
+    assert t.qtype.name == "Q8_0"
+    emb = GGUFEmbedding(raw, t.qtype, raw.shape[1] // 34 * 32, torch.float32)
+    ids = torch.tensor([[0, 17, 49151], [2, 2, 30000]])
+    got = emb(ids)
+    assert got.shape == (2, 3, 576)
+    assert np.array_equal(got.reshape(6, 576).numpy(), ggml.dequantize_q8_0(raw[ids.reshape(-1).numpy()]))
+
+
 @pytest.mark.parametrize("window", [None, 5])
 @pytest.mark.parametrize("dot", ["random", "llama"])
 @pytest.mark.parametrize(("hq", "decodes_only"), [(6, False), (10, False), (10, True)])

@@ -25,6 +25,10 @@ class GGUFEmbedding(nn.Module):
             values = rows.view(np.float32)
         elif self.qtype == GGMLQuantizationType.F16:
             values = rows.view(np.float16).astype(np.float32)
+        elif self.qtype == GGMLQuantizationType.Q8_0:  # d * code per 34-byte block, as ggml and gguf do,
+            # without gguf's general row grouping: a decode step's one row in ~10 us instead of ~150
+            blocks = rows.reshape(-1, 34)  # (N * H/32, 34): fp16 d, 32 int8 codes
+            values = blocks[:, 2:].view(np.int8).astype(np.float32) * blocks[:, :2].view(np.float16).astype(np.float32)
         else:
             values = quants.dequantize(rows, self.qtype)
         out = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(self.dtype)

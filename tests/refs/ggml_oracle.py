@@ -35,6 +35,7 @@ _SIGNATURES = [
     ("ggml_flash_attn_ext", _P, [_P, _P, _P, _P, _P, ctypes.c_float, ctypes.c_float, ctypes.c_float]),
     ("ggml_mul_mat", _P, [_P, _P, _P]),
     ("ggml_quantize_mat_q8_K_4x8", None, [_P, _P, ctypes.c_int64]),
+    ("dequantize_row_q8_0", None, [_P, _P, ctypes.c_int64]),
     ("ggml_gemm_q4_K_8x8_q8_K", None, [ctypes.c_int, _P, ctypes.c_size_t, _P, _P, ctypes.c_int, ctypes.c_int]),
     ("ggml_gemv_q4_K_8x8_q8_K", None, [ctypes.c_int, _P, ctypes.c_size_t, _P, _P, ctypes.c_int, ctypes.c_int]),
     ("ggml_new_graph", _P, [_P]),
@@ -61,6 +62,14 @@ def _quantize(fn: str, x: np.ndarray, block: int, nbytes: int) -> np.ndarray:
     out = np.zeros(x.shape[-1] // block * nbytes, dtype=np.uint8)
     getattr(lib(), fn)(x.ctypes.data_as(_P), out.ctypes.data_as(_P), ctypes.c_int64(x.shape[-1]))
     return out.reshape(-1, nbytes)
+
+
+def dequantize_q8_0(raw: np.ndarray) -> np.ndarray:
+    """Rows of Q8_0 blocks (N, bytes) -> (N, values) float32, as ggml's get_rows dequantizes them."""
+    raw = np.ascontiguousarray(raw, dtype=np.uint8)
+    out = np.zeros((raw.shape[0], raw.shape[1] // 34 * 32), dtype=np.float32)
+    lib().dequantize_row_q8_0(raw.ctypes.data_as(_P), out.ctypes.data_as(_P), ctypes.c_int64(out.size))
+    return out
 
 
 def quantize_q8_0(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
