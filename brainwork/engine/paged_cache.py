@@ -112,7 +112,7 @@ class PagedAttention:
             slots.extend(c.block_table[p // bs] * bs + p % bs for p in range(c.start, end))
             if c.num_tokens == 1:  # decodes need no tensors here: the kernel or bucketing builds them
                 decodes.append((end, row, c))
-            else:
+            elif not cache.ggml:  # ggml's attention reads the chunks themselves (ggml_rows): no groups
                 rows, pos = slice(row, row + c.num_tokens), torch.arange(c.start, end)[None]
                 if c.start == 0:  # a fresh prompt chunk sees only its own keys: no gather
                     self.groups.append(_Group(rows, None, 1, c.num_tokens, pos, torch.tensor([end])))
@@ -123,9 +123,9 @@ class PagedAttention:
             row += c.num_tokens
         self.slot_mapping = torch.tensor(slots, dtype=torch.long)  # (N,)
         self.native: _NativeGroup | None = None
-        if decodes and cache.native is not None:
+        if decodes and cache.native is not None and not cache.ggml:
             self.native = _NativeGroup.build(decodes)
-        else:
+        elif not cache.ggml:
             self._bucket_decodes(decodes, bucket_slack)
         self._masks: dict[tuple[int, int | None], torch.Tensor] = {}
         self._block_masks: dict[tuple[int, int | None], list[torch.Tensor]] = {}
