@@ -1208,6 +1208,26 @@ static void stack_mats(const StackMat *mats, int32_t count, const float *x, int6
     }
 }
 
+// The keys and values this thread's heads of a one-row step will read in layer L, asked into L1
+// before the layer's first matmul: the step's 100 MB of weights stream through the caches
+// between one layer's attention and the next, so they come from memory, one dependent key at a
+// time, where these requests overlap the matmul instead.
+static void prefetch_kv(const StackLayer *L, const StackStep *s) {
+    const int64_t hq = s->heads, hkv = s->kv_heads, group = hq / hkv, d = s->head_dim, bs = s->block_size;
+    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num(), pos = s->row_pos[0];
+    const int64_t *table = s->tables + s->row_seq[0] * s->table_width;
+    const int64_t first = L->window > 0 && pos - L->window + 1 > 0 ? pos - L->window + 1 : 0;
+    const int64_t kv0 = hq * tid / nth / group, kv1 = (hq * (tid + 1) / nth - 1) / group;  // attn_team's split
+    for (int64_t p = first; p < pos; p++)  // the row's own position is written in this layer
+        for (int64_t kvh = kv0; kvh <= kv1; kvh++) {
+            const int64_t cell = (table[p / bs] * bs + p % bs) * hkv + kvh;
+            for (int64_t i = 0; i < d * 2; i += 64) {
+                _mm_prefetch((const char *)(L->k_cache + cell * d) + i, _MM_HINT_T0);
+                _mm_prefetch((const char *)(L->v_cache + cell * d) + i, _MM_HINT_T0);
+            }
+        }
+}
+
 // One decoding row through every layer. Every thread keeps its own copy of the row's residual
 // stream, normed input, rotated query and activation and runs the row-wise steps (norms, RoPE,
 // SiLU, residual adds) on it itself: the same operations on the same values as the many-row path,
@@ -1223,6 +1243,7 @@ static void stack_one_row(float *x, const StackLayer *layers, int64_t n_layers, 
     const float *c = s->cos, *sn = s->sin;
     for (int64_t l = 0; l < n_layers; l++) {
         const StackLayer *L = layers + l;
+        prefetch_kv(L, s);
         rms_norm_row(xr, L->norm1, h, hid, s->eps);
         stack_mats(L->qkv, L->n_qkv, h, 1, hid, qkv, tmp, t);
         memcpy(q, qkv, sizeof(float) * (size_t)qd);
