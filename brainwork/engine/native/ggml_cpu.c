@@ -381,6 +381,10 @@ static inline __attribute__((always_inline)) void row1_xn(int qtype, int nw, con
         if (qtype == Q4_1) sx = _mm_insert_ps(sx, _mm_load_ss(xs + b * m), 0x10);  // [d_x, s_x, 0, 0]
         for (int t = 0; t < nw; t++) {
             const uint8_t *wb = w[t] + b * bytes;
+            // non-temporal: a step's weights (100 MB) are never read again before they would be
+            // evicted anyway; streamed through the caches they evict what is (keys and values,
+            // activations, the interpreter's own state between calls). ~10% off a SmolLM2 step.
+            _mm_prefetch((const char *)(wb + 512), _MM_HINT_NTA);
             int32_t dm;  // d, and m for Q4_1 (else the first code bytes: lane 1 is unused then)
             memcpy(&dm, wb, 4);
             const __m128 p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dm)), sx);
