@@ -50,19 +50,23 @@ def test_block_matmul_matches_ggml(qtype: str, source: str | None, rows: int) ->
     assert np.array_equal(got, ggml.mul_mat(odd, qtype, x))
 
 
-def test_q8_0_embedding_rows_equal_ggml() -> None:
-    """The token embedding's own Q8_0 path (no gguf row grouping) gives ggml's dequantized rows."""
+@pytest.mark.parametrize(
+    ("model", "qtype"), [("smollm2-135m-instruct", "Q8_0"), ("qwen2.5-coder-0.5b-instruct", "Q5_0")]
+)
+def test_embedding_rows_equal_ggml(model: str, qtype: str) -> None:
+    """The token embedding's own Q8_0 and Q5_0 paths (no gguf row grouping) give ggml's rows."""
     from brainwork.quant.embedding import GGUFEmbedding
 
-    f = GGUFFile(resolve_model("smollm2-135m-instruct", progress=False).path)
+    f = GGUFFile(resolve_model(model, progress=False).path)
     t = next(t for t in f.tensors if t.name == "token_embd.weight")
     raw = f.raw_rows(t)
-    assert t.qtype.name == "Q8_0"
-    emb = GGUFEmbedding(raw, t.qtype, raw.shape[1] // 34 * 32, torch.float32)
-    ids = torch.tensor([[0, 17, 49151], [2, 2, 30000]])
+    assert t.qtype.name == qtype
+    dim = raw.shape[1] // {"Q8_0": 34, "Q5_0": 22}[qtype] * 32
+    emb = GGUFEmbedding(raw, t.qtype, dim, torch.float32)
+    ids = torch.tensor([[0, 17, raw.shape[0] - 1], [2, 2, 30000]])
     got = emb(ids)
-    assert got.shape == (2, 3, 576)
-    assert np.array_equal(got.reshape(6, 576).numpy(), ggml.dequantize_q8_0(raw[ids.reshape(-1).numpy()]))
+    assert got.shape == (2, 3, dim)
+    assert np.array_equal(got.reshape(6, dim).numpy(), ggml.dequantize(raw[ids.reshape(-1).numpy()], qtype))
 
 
 @pytest.mark.parametrize("window", [None, 5])

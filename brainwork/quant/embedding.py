@@ -29,6 +29,13 @@ class GGUFEmbedding(nn.Module):
             # without gguf's general row grouping: a decode step's one row in ~10 us instead of ~150
             blocks = rows.reshape(-1, 34)  # (N * H/32, 34): fp16 d, 32 int8 codes
             values = blocks[:, 2:].view(np.int8).astype(np.float32) * blocks[:, :2].view(np.float16).astype(np.float32)
+        elif self.qtype == GGMLQuantizationType.Q5_0:  # (nibble | fifth bit << 4) - 16, times d
+            blocks = rows.reshape(-1, 22)  # (N * H/32, 22): fp16 d, 32 fifth bits, 16 bytes of nibbles
+            qh = blocks[:, 2:6].copy().view(np.uint32)  # (B, 1): bit i is value i's fifth bit
+            high = ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8) << 4  # (B, 32)
+            qs = blocks[:, 6:]
+            codes = np.concatenate([qs & 0x0F, qs >> 4], axis=1) | high  # (B, 32): values 0..15, then 16..31
+            values = (codes.astype(np.int8) - 16).astype(np.float32) * blocks[:, :2].view(np.float16).astype(np.float32)
         else:
             values = quants.dequantize(rows, self.qtype)
         out = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(self.dtype)

@@ -36,6 +36,7 @@ _SIGNATURES = [
     ("ggml_mul_mat", _P, [_P, _P, _P]),
     ("ggml_quantize_mat_q8_K_4x8", None, [_P, _P, ctypes.c_int64]),
     ("dequantize_row_q8_0", None, [_P, _P, ctypes.c_int64]),
+    ("dequantize_row_q5_0", None, [_P, _P, ctypes.c_int64]),
     ("ggml_gemm_q4_K_8x8_q8_K", None, [ctypes.c_int, _P, ctypes.c_size_t, _P, _P, ctypes.c_int, ctypes.c_int]),
     ("ggml_gemv_q4_K_8x8_q8_K", None, [ctypes.c_int, _P, ctypes.c_size_t, _P, _P, ctypes.c_int, ctypes.c_int]),
     ("ggml_new_graph", _P, [_P]),
@@ -64,11 +65,13 @@ def _quantize(fn: str, x: np.ndarray, block: int, nbytes: int) -> np.ndarray:
     return out.reshape(-1, nbytes)
 
 
-def dequantize_q8_0(raw: np.ndarray) -> np.ndarray:
-    """Rows of Q8_0 blocks (N, bytes) -> (N, values) float32, as ggml's get_rows dequantizes them."""
+def dequantize(raw: np.ndarray, qtype: str) -> np.ndarray:
+    """Rows of Q8_0 or Q5_0 blocks (N, bytes) -> (N, values) float32, as ggml's get_rows dequantizes them."""
     raw = np.ascontiguousarray(raw, dtype=np.uint8)
-    out = np.zeros((raw.shape[0], raw.shape[1] // 34 * 32), dtype=np.float32)
-    lib().dequantize_row_q8_0(raw.ctypes.data_as(_P), out.ctypes.data_as(_P), ctypes.c_int64(out.size))
+    size = {"Q8_0": 34, "Q5_0": 22}[qtype]
+    out = np.zeros((raw.shape[0], raw.shape[1] // size * 32), dtype=np.float32)
+    fn = getattr(lib(), f"dequantize_row_{qtype.lower()}")
+    fn(raw.ctypes.data_as(_P), out.ctypes.data_as(_P), ctypes.c_int64(out.size))
     return out
 
 
