@@ -841,12 +841,19 @@ static inline __m256i q6_offsets(const int32_t *bsum, const int8_t *s) {
 // ggml_vec_dot_q6_K_q8_K: lane l of a super-block = sum over values p with (p % 32) / 4 == l of
 // q * q8 * scale (q unsigned 0..63) - 32 * (bsum[2l] scale[2l] + bsum[2l+1] scale[2l+1]);
 // acc = fma(d_y * d_w, lanes, acc) block after block, then hsum.
+// the codes of the super-block two ahead, non-temporal as row1_xn's weight stream: one-row
+// K-quant matmuls read every code once (the few extra rows of a chunk reuse them from L1 at once)
+static inline void stream_ahead(const uint8_t *c) {
+    for (int i = 0; i < 256; i += 64) _mm_prefetch((const char *)(c + 512 + i), _MM_HINT_NTA);
+}
+
 static float dot_q6_k(const uint8_t *codes, const int8_t *sc, const float *dw, const int8_t *q8, const float *dy,
                       const int32_t *bsum16, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *c = codes + 256 * b;
         const int8_t *y = q8 + 256 * b, *s = sc + 16 * b;
+        stream_ahead(c);
         __m256i sumi = _mm256_setzero_si256();
         for (int g = 0; g < 8; g++)  // 32 values; int16 lanes 0..7 take scale 2g, 8..15 scale 2g + 1
             sumi = _mm256_add_epi32(sumi, scaled_dot32(c + 32 * g, y + 32 * g,
@@ -866,6 +873,7 @@ static float dot_q4_k_gemv(const uint8_t *codes, const uint8_t *sc, const uint8_
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *c = codes + 256 * b;
         const int8_t *y = q8 + 256 * b;
+        stream_ahead(c);
         __m256i sumi = _mm256_setzero_si256();
         int32_t imin = 0;
         for (int j = 0; j < 8; j++) {
