@@ -261,14 +261,26 @@ static inline __attribute__((always_inline)) void tile8x2(int qtype, const uint8
             summs[0] = _mm256_fmadd_ps(_mm256_set1_ps(mw[0]), sx, summs[0]);
             summs[1] = _mm256_fmadd_ps(_mm256_set1_ps(mw[1]), sx, summs[1]);
         }
+        // the 16 scale products d_w * d_x (fp16 x fp16: exact). The dot, the products and the fma
+        // all run on the same two pipes (FP0/FP1 on Zen 4), which bound this loop: but for Q4_1
+        // (whose summs take those pipes' other slots) two multiplies make all 16 products, each
+        // then broadcast from its lane by a permute, which runs elsewhere (+5-10% at 16-64 rows)
+        const __m256 sc8 = _mm256_loadu_ps(scales);
+        const __m256 p0 = _mm256_mul_ps(d0, sc8), p1 = _mm256_mul_ps(d1, sc8);
         for (int r = 0; r < 8; r++) {
             const __m256i qy = _mm256_loadu_si256((const __m256i *)(codes + 32 * r));
             const __m256i c = qtype == Q4_1 ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(sums + 8 * r));
-            const __m256 xdr = _mm256_broadcast_ss(scales + r);
             const __m256 q0 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(c, u0, qy));
             const __m256 q1 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(c, u1, qy));
-            acc[0][r] = _mm256_fmadd_ps(_mm256_mul_ps(d0, xdr), q0, acc[0][r]);  // fp16 x fp16: exact
-            acc[1][r] = _mm256_fmadd_ps(_mm256_mul_ps(d1, xdr), q1, acc[1][r]);
+            if (qtype == Q4_1) {
+                const __m256 xdr = _mm256_broadcast_ss(scales + r);
+                acc[0][r] = _mm256_fmadd_ps(_mm256_mul_ps(d0, xdr), q0, acc[0][r]);
+                acc[1][r] = _mm256_fmadd_ps(_mm256_mul_ps(d1, xdr), q1, acc[1][r]);
+            } else {
+                const __m256i lane = _mm256_set1_epi32(r);
+                acc[0][r] = _mm256_fmadd_ps(_mm256_permutexvar_ps(lane, p0), q0, acc[0][r]);
+                acc[1][r] = _mm256_fmadd_ps(_mm256_permutexvar_ps(lane, p1), q1, acc[1][r]);
+            }
         }
     }
     float sm[2][8];
