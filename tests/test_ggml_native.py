@@ -34,7 +34,7 @@ def _real(name: str, qtype: str) -> np.ndarray:
     [("Q4_0", None), ("Q4_1", "smollm2-135m-instruct"), ("Q8_0", "smollm2-135m-instruct"),
      ("Q5_0", "qwen2.5-coder-0.5b-instruct")],
 )  # fmt: skip
-@pytest.mark.parametrize("rows", [1, 5, 13, 77])  # 8-row tiles from 8 rows, in blocks of 64, the rest alone
+@pytest.mark.parametrize("rows", [1, 5, 9, 13, 77])  # 8-row tiles from 8 rows, in blocks of 64, the rest alone
 def test_block_matmul_matches_ggml(qtype: str, source: str | None, rows: int) -> None:
     if source is None:  # no packaged model has Q4_0 tensors: ggml quantizes random weights
         w = np.random.default_rng(1).standard_normal((96, 576)).astype(np.float32)
