@@ -16,7 +16,9 @@ from torch import nn
 class GGUFEmbedding(nn.Module):
     def __init__(self, raw: np.ndarray, qtype: GGMLQuantizationType, dim: int, dtype: torch.dtype) -> None:
         super().__init__()
-        self.raw, self.qtype = raw, qtype  # (V, bytes per row) uint8, memory-mapped
+        # (V, bytes per row) uint8, memory-mapped; as a plain ndarray view, because indexing a
+        # np.memmap runs its Python-level subclass hooks on every lookup (~40 us a decode step)
+        self.raw, self.qtype = raw.view(np.ndarray), qtype
         self.num_embeddings, self.embedding_dim, self.dtype = raw.shape[0], dim, dtype
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
