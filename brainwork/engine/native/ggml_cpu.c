@@ -53,9 +53,16 @@ static inline __m256 dot_i8(__m256i x, __m256i y) {
 }
 
 static inline __m256i nibbles_32(const uint8_t *qs) {  // low nibbles = values 0..15, high = 16..31
+#ifdef __GFNI__  // the 16 bytes loaded into both halves, then one bit-matrix op per byte: the low
+    // nibble in the lower half, the high one in the upper
+    const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_gf2p8affine_epi64_epi8(
+        raw, _mm256_set_epi64x(0x1020408000000000, 0x1020408000000000, 0x0102040800000000, 0x0102040800000000), 0);
+#else
     __m128i t = _mm_loadu_si128((const __m128i *)qs);
     __m256i b = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
     return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+#endif
 }
 
 // quantize_row_q8_0 / q8_1 (AVX2): d = amax/127, codes = round_half_even(x * (127/amax)),
@@ -183,13 +190,10 @@ static inline __attribute__((always_inline)) void dot_rows8(int qtype, const uin
 // sign operations per row and block and decodes each weight block once per 8 rows.
 static const int OFFSET[] = {8, 0, 16, 128};
 
-static inline __attribute__((always_inline)) __m256i weight_u8(int qtype, const uint8_t *w, float *dw, float *mw) {
-    *dw = f16_to_f32(*(const uint16_t *)w);
+// a block's codes as unsigned bytes (see OFFSET)
+static inline __attribute__((always_inline)) __m256i codes_u8(int qtype, const uint8_t *w) {
     if (qtype == Q4_0) return nibbles_32(w + 2);
-    if (qtype == Q4_1) {
-        *mw = f16_to_f32(*(const uint16_t *)(w + 2));
-        return nibbles_32(w + 4);
-    }
+    if (qtype == Q4_1) return nibbles_32(w + 4);
     if (qtype == Q5_0) {  // qh's bit i is value i's fifth bit: a byte mask as it stands
         uint32_t qh;
         memcpy(&qh, w + 2, 4);
@@ -197,6 +201,12 @@ static inline __attribute__((always_inline)) __m256i weight_u8(int qtype, const 
         return _mm256_mask_add_epi8(nib, (__mmask32)qh, nib, _mm256_set1_epi8(16));
     }
     return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_set1_epi8((char)0x80));
+}
+
+static inline __attribute__((always_inline)) __m256i weight_u8(int qtype, const uint8_t *w, float *dw, float *mw) {
+    *dw = f16_to_f32(*(const uint16_t *)w);
+    if (qtype == Q4_1) *mw = f16_to_f32(*(const uint16_t *)(w + 2));
+    return codes_u8(qtype, w);
 }
 
 // The 8-row tiles read the activations of a group of 8 rows block by block, each block's data
@@ -351,26 +361,6 @@ static inline __attribute__((always_inline)) void rows_x2(int qtype, int mr, con
         y0[r * n] = qtype == Q4_1 ? hsum_float_8(acc[0][r]) + summs[0][r] : hsum_float_8(acc[0][r]);
         y1[r * n] = qtype == Q4_1 ? hsum_float_8(acc[1][r]) + summs[1][r] : hsum_float_8(acc[1][r]);
     }
-}
-
-// One weight block's codes as unsigned bytes, as weight_u8's, in fewer operations (one row has no
-// other rows to share a block's decoding with): the 16 nibble bytes loaded into both halves at
-// once, then one GFNI bit-matrix op (a masked shift and an and without GFNI).
-static inline __attribute__((always_inline)) __m256i codes_u8(int qtype, const uint8_t *w) {
-    if (qtype == Q8_0)
-        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_set1_epi8((char)0x80));
-    static const int at[] = {2, 4, 6};  // where the nibbles start: after d (, m or qh)
-    const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + at[qtype])));
-#ifdef __GFNI__  // one bit-matrix op per byte: the low nibble in the lower half, the high one in the upper
-    const __m256i nib = _mm256_gf2p8affine_epi64_epi8(
-        raw, _mm256_set_epi64x(0x1020408000000000, 0x1020408000000000, 0x0102040800000000, 0x0102040800000000), 0);
-#else
-    const __m256i nib = _mm256_and_si256(_mm256_mask_srli_epi16(raw, 0xFF00, raw, 4), _mm256_set1_epi8(0x0F));
-#endif
-    if (qtype != Q5_0) return nib;
-    uint32_t qh;
-    memcpy(&qh, w + 2, 4);
-    return _mm256_mask_add_epi8(nib, (__mmask32)qh, nib, _mm256_set1_epi8(16));
 }
 
 // One activation row (xq, its block scales xd[b * m], xs[b * m]) against `nw` (<= 4) weight rows
@@ -586,6 +576,17 @@ static int is_interleave(const int64_t *order, int64_t d) {
 // ggml converts them at every key: the same floats).
 enum { MAX_RUN = 4 };
 
+// the first key a query at `pos` sees (window 0 = all of them)
+static inline int64_t first_key(int64_t pos, int64_t window) {
+    return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+}
+
+// this thread's equal share [*a, *e) of `all` row-heads, in attention over a few rows
+static inline void head_share(int64_t all, int64_t *a, int64_t *e) {
+    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    *a = all * tid / nth, *e = all * (tid + 1) / nth;
+}
+
 static void attn_heads(const float *q, float *out, const uint16_t *k_cache, const uint16_t *v_cache,
                        const int64_t *table, int64_t pos, int64_t h0, int nh, int64_t hkv, int64_t kvh, int64_t d,
                        int64_t bs, float scale, int64_t window, const int64_t *order, int interleaved) {
@@ -598,7 +599,7 @@ static void attn_heads(const float *q, float *out, const uint16_t *k_cache, cons
         memset(acc[h], 0, sizeof(uint16_t) * (size_t)d);  // +0.0 in float16
         M[h] = -INFINITY, S[h] = 0.0f;
     }
-    const int64_t first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+    const int64_t first = first_key(pos, window);
     for (int64_t p = first; p <= pos; p++) {
         const int64_t cell = (table[p / bs] * bs + p % bs) * hkv + kvh;
         const uint16_t *kp = k_cache + cell * d, *vp = v_cache + cell * d;
@@ -679,8 +680,9 @@ static void attn_team(const float *q, float *out, const uint16_t *k_cache, const
             for (int64_t h = (rg % hkv) * group; h < (rg % hkv + 1) * group; h += MAX_RUN)
                 HEADS(rg / hkv, h, (int)((rg % hkv + 1) * group - h < MAX_RUN ? (rg % hkv + 1) * group - h : MAX_RUN));
     } else {
-        const int64_t tid = omp_get_thread_num(), end = rows * hq * (tid + 1) / nth;
-        for (int64_t a = rows * hq * tid / nth; a < end;) {
+        int64_t a, end;
+        head_share(rows * hq, &a, &end);
+        while (a < end) {
             const int64_t r = a / hq, h = a % hq, stop = r * hq + (h / group + 1) * group;  // this KV head's last + 1
             int64_t run = (stop < end ? stop : end) - a;
             run = run < MAX_RUN ? run : MAX_RUN;
@@ -1238,12 +1240,11 @@ static void stack_mats(const StackMat *mats, int32_t count, const float *x, int6
 // time, where these requests overlap the matmul instead.
 static void prefetch_kv(const StackLayer *L, const StackStep *s) {
     const int64_t hq = s->heads, hkv = s->kv_heads, group = hq / hkv, d = s->head_dim, bs = s->block_size;
-    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num(), pos = s->row_pos[0];
-    const int64_t *table = s->tables + s->row_seq[0] * s->table_width;
-    const int64_t first = L->window > 0 && pos - L->window + 1 > 0 ? pos - L->window + 1 : 0;
-    const int64_t kv0 = hq * tid / nth / group, kv1 = (hq * (tid + 1) / nth - 1) / group;  // attn_team's split
-    for (int64_t p = first; p < pos; p++)  // the row's own position is written in this layer
-        for (int64_t kvh = kv0; kvh <= kv1; kvh++) {
+    const int64_t pos = s->row_pos[0], *table = s->tables + s->row_seq[0] * s->table_width;
+    int64_t a, e;
+    head_share(hq, &a, &e);  // attn_team's split of the row's heads
+    for (int64_t p = first_key(pos, L->window); p < pos; p++)  // the row's own key is written in this layer
+        for (int64_t kvh = a / group; kvh <= (e - 1) / group; kvh++) {
             const int64_t cell = (table[p / bs] * bs + p % bs) * hkv + kvh;
             for (int64_t i = 0; i < d * 2; i += 64) {
                 _mm_prefetch((const char *)(L->k_cache + cell * d) + i, _MM_HINT_T0);
